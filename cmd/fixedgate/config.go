@@ -1,0 +1,178 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/fixedgate/fixedgate/cmd/fixedgate/internal/strictyaml"
+	"github.com/fixedgate/fixedgate/proxy"
+	"github.com/fixedgate/fixedgate/proxy/egress"
+	"github.com/fixedgate/fixedgate/proxy/policy"
+	"github.com/fixedgate/fixedgate/proxy/resolver"
+	fgtls "github.com/fixedgate/fixedgate/tls"
+)
+
+// Config is the whole YAML file. Each section belongs to the package that uses it; this type only
+// composes them, sets defaults and prefixes validation messages with the section's key.
+type Config struct {
+	Listen        []proxy.ListenConfig `yaml:"listen"`
+	PublicIPs     []netip.Addr         `yaml:"public_ips"`
+	TLS           fgtls.Config         `yaml:"tls"`
+	Egress        egress.Config        `yaml:"egress"`
+	Resolver      resolver.Config      `yaml:"resolver"`
+	Forward       proxy.ForwardConfig  `yaml:"forward"`
+	UpstreamTLS   fgtls.UpstreamConfig `yaml:"upstream_tls"`
+	Limits        proxy.Limits         `yaml:"limits"`
+	Admin         AdminConfig          `yaml:"admin"`
+	Log           LogConfig            `yaml:"log"`
+	ShutdownGrace time.Duration        `yaml:"shutdown_grace"`
+
+	// Sections of DESIGN.md that this build parses but cannot act on yet: setting them is an
+	// error rather than being silently ignored.
+	Routes   *yaml.Node `yaml:"routes"`
+	Health   *yaml.Node `yaml:"health"`
+	IPRanges *yaml.Node `yaml:"ipranges"`
+}
+
+// AdminConfig is the `admin:` section: the operator's listener for /metrics, /healthz, /readyz.
+type AdminConfig struct {
+	Listen string `yaml:"listen"` // empty: no admin listener
+}
+
+// LogConfig is the `log:` section.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // json or console
+}
+
+func defaultConfig() Config {
+	return Config{
+		Resolver:      resolver.Defaults(),
+		Limits:        proxy.DefaultLimits(),
+		Admin:         AdminConfig{Listen: "127.0.0.1:9090"},
+		Log:           LogConfig{Level: "info", Format: "json"},
+		ShutdownGrace: 30 * time.Second,
+	}
+}
+
+// loadConfig reads, decodes and validates path; every problem names its key path.
+func loadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg := defaultConfig()
+	if err := strictyaml.Decode(data, &cfg); err != nil {
+		return nil, fmt.Errorf("config %s:\n%w", path, indent(err))
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("config %s:\n%w", path, indent(err))
+	}
+	return &cfg, nil
+}
+
+func indent(err error) error {
+	lines := strings.Split(err.Error(), "\n")
+	for i, l := range lines {
+		lines[i] = "  " + l
+	}
+	return errors.New(strings.Join(lines, "\n"))
+}
+
+// validate checks every section and the rules that span sections.
+func (c *Config) validate() error {
+	var errs []error
+	section := func(key string, err error) {
+		if err != nil {
+			sep := "."
+			if strings.HasPrefix(err.Error(), "[") {
+				sep = ""
+			}
+			errs = append(errs, fmt.Errorf("%s%s%w", key, sep, err))
+		}
+	}
+	if len(c.Listen) == 0 {
+		errs = append(errs, errors.New("listen: at least one listener is required"))
+	}
+	section("listen", proxy.ValidateListen(c.Listen))
+	section("egress", c.Egress.Validate())
+	section("resolver", c.Resolver.Validate())
+	section("forward", c.Forward.Validate())
+	section("upstream_tls", c.UpstreamTLS.Validate())
+	section("limits", c.Limits.Validate())
+	if err := c.TLS.Validate(); err != nil {
+		section("tls", err)
+	}
+	for i, l := range c.Listen {
+		if l.TLS && c.TLS.ACME == nil && len(c.TLS.Files) == 0 && c.TLS.SelfSigned == nil {
+			errs = append(errs, fmt.Errorf("tls: listen[%d] has tls: true but no certificate source is set (tls.acme, tls.files or tls.self_signed)", i))
+			break
+		}
+	}
+	if c.Admin.Listen != "" {
+		if _, err := netip.ParseAddrPort(c.Admin.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("admin.listen: %q must be IP:port (e.g. 127.0.0.1:9090)", c.Admin.Listen))
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level: %q is not one of debug, info, warn, error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "json", "console":
+	default:
+		errs = append(errs, fmt.Errorf("log.format: %q is not json or console", c.Log.Format))
+	}
+	for _, ns := range []struct {
+		key  string
+		node *yaml.Node
+	}{{"routes", c.Routes}, {"health", c.Health}, {"ipranges", c.IPRanges}} {
+		if ns.node != nil && !(ns.node.Kind == yaml.ScalarNode && ns.node.Tag == "!!null") &&
+			!(ns.node.Kind == yaml.SequenceNode && len(ns.node.Content) == 0) {
+			errs = append(errs, fmt.Errorf("%s (line %d): not supported by this build yet; remove the section", ns.key, ns.node.Line))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// listenIPs returns the listener IPs, for the self-signed certificate's SANs.
+func (c *Config) listenIPs() []netip.Addr {
+	var ips []netip.Addr
+	for _, l := range c.Listen {
+		if a := l.AddrPort().Addr(); !a.IsUnspecified() {
+			ips = append(ips, a)
+		}
+	}
+	return ips
+}
+
+func (c *Config) hasTLSListener() bool {
+	for _, l := range c.Listen {
+		if l.TLS {
+			return true
+		}
+	}
+	return false
+}
+
+// devConfig is `serve` without --config: a loopback setup for trying the proxy on a laptop.
+func devConfig(dataDir string) Config {
+	c := defaultConfig()
+	c.Listen = []proxy.ListenConfig{{Address: "127.0.0.1:3128"}, {Address: "127.0.0.1:3129", TLS: true}}
+	c.TLS.SelfSigned = &fgtls.SelfSignedConfig{Dir: dataDir}
+	c.Forward.Allow = []policy.AllowRule{{Host: "*", Ports: []int{443}}, {Host: "*", Ports: []int{80}}}
+	c.Log.Format = "console"
+	return c
+}
+
+func hostPort(ap netip.AddrPort) string {
+	return net.JoinHostPort(ap.Addr().String(), fmt.Sprint(ap.Port()))
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/fixedgate/fixedgate/proxy"
+	"github.com/fixedgate/fixedgate/proxy/egress"
+	"github.com/fixedgate/fixedgate/proxy/resolver"
+	fgtls "github.com/fixedgate/fixedgate/tls"
+)
+
+func cmdServe(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	path := fs.String("config", "", "config file (YAML); without it, a loopback dev setup starts")
+	dataDir := fs.String("data", defaultDataDir(), "dev setup only: where the local CA is kept")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var cfg *Config
+	dev := *path == ""
+	if dev {
+		c := devConfig(*dataDir)
+		cfg = &c
+	} else {
+		var err error
+		if cfg, err = loadConfig(*path); err != nil {
+			return err
+		}
+	}
+	log := newLogger(cfg.Log, stderr)
+	defer log.Sync()
+	a, err := startApp(cfg, log)
+	if err != nil {
+		return err
+	}
+	if dev {
+		printDevHints(stdout, a)
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	for s := range sigs {
+		if s == syscall.SIGHUP {
+			log.Warn("SIGHUP: reloading is not supported by this build yet; restart to apply changes")
+			continue
+		}
+		log.Info("shutting down", zap.String("signal", s.String()), zap.Duration("grace", cfg.ShutdownGrace))
+		break
+	}
+	signal.Stop(sigs)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	if err := a.shutdown(ctx); err != nil {
+		log.Warn("shutdown grace period over; remaining connections were closed", zap.Error(err))
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func defaultDataDir() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "fixedgate")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "fixedgate")
+	}
+	return "fixedgate-data"
+}
+
+// app is one running fixedgate: listeners, admin endpoint and what they share.
+type app struct {
+	cfg     *Config
+	log     *zap.Logger
+	tls     *fgtls.Manager
+	proxy   *proxy.Server
+	admin   *http.Server
+	adminLn net.Listener
+}
+
+// startApp builds everything from cfg, binds every socket and starts serving. Any failure
+// (an egress address missing on the host, a listener that cannot bind) stops it with nothing left
+// open.
+func startApp(cfg *Config, log *zap.Logger) (a *app, err error) {
+	a = &app{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	if cfg.hasTLSListener() {
+		if a.tls, err = fgtls.New(context.Background(), cfg.TLS, cfg.listenIPs(), log.Named("tls")); err != nil {
+			return nil, err
+		}
+	}
+	upstreamTLS, err := cfg.UpstreamTLS.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("upstream_tls: %w", err)
+	}
+	dialer, err := egress.New(cfg.Egress, cfg.Limits.DialTimeout)
+	if err != nil {
+		return nil, err
+	}
+	res, err := resolver.New(cfg.Resolver)
+	if err != nil {
+		return nil, fmt.Errorf("resolver: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var reserved []netip.AddrPort
+	if cfg.Admin.Listen != "" {
+		reserved = append(reserved, netip.MustParseAddrPort(cfg.Admin.Listen))
+	}
+	opts := proxy.Options{
+		Listen:      cfg.Listen,
+		Forward:     cfg.Forward,
+		Limits:      cfg.Limits,
+		UpstreamTLS: upstreamTLS,
+		Egress:      dialer,
+		Resolver:    res,
+		Reserved:    reserved,
+		Log:         log,
+		Registerer:  reg,
+	}
+	if a.tls != nil {
+		opts.TLS = a.tls
+	}
+	if a.proxy, err = proxy.New(opts); err != nil {
+		return nil, err
+	}
+	if cfg.Admin.Listen != "" {
+		if a.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+			return nil, fmt.Errorf("admin.listen %s: %w", cfg.Admin.Listen, err)
+		}
+	}
+	if err = a.proxy.Listen(); err != nil {
+		return nil, err
+	}
+	a.proxy.Serve()
+	if a.adminLn != nil {
+		a.admin = &http.Server{Handler: a.adminHandler(reg), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
+		go func() {
+			if err := a.admin.Serve(a.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("admin listener stopped", zap.Error(err))
+			}
+		}()
+	}
+	egressIPs := make([]string, 0, len(cfg.Egress.Addresses))
+	for _, e := range cfg.Egress.Addresses {
+		egressIPs = append(egressIPs, e.String())
+	}
+	log.Info("ready", zap.String("version", versionString()), zap.Strings("egress", egressIPs), zap.String("admin", cfg.Admin.Listen))
+	return a, nil
+}
+
+func (a *app) adminHandler(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !a.proxy.Ready() {
+			http.Error(w, "not ready: listeners not bound", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// shutdown drains the proxy within ctx, then stops the admin listener.
+func (a *app) shutdown(ctx context.Context) error {
+	err := a.proxy.Shutdown(ctx)
+	a.close()
+	return err
+}
+
+// close releases whatever is open without waiting.
+func (a *app) close() {
+	if a.admin != nil {
+		a.admin.Close()
+	} else if a.adminLn != nil {
+		a.adminLn.Close()
+	}
+	if a.tls != nil {
+		a.tls.Close()
+	}
+}
+
+func printDevHints(w io.Writer, a *app) {
+	fmt.Fprintf(w, `fixedgate dev setup (no --config): loopback only, no credentials, SSRF guard on.
+  plain proxy:  http://127.0.0.1:3128
+  TLS proxy:    https://127.0.0.1:3129   (local CA: %s)
+  admin:        http://%s/metrics
+
+try:
+  curl --proxy http://127.0.0.1:3128 https://example.com/
+  curl --proxy https://127.0.0.1:3129 --proxy-cacert %s https://example.com/
+`, a.tls.CAPath(), a.cfg.Admin.Listen, a.tls.CAPath())
+}

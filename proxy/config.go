@@ -1,0 +1,164 @@
+// Package proxy holds fixedgate's listeners and doors: the forward door (CONNECT tunnels and
+// absolute-form HTTP requests, the HTTPS_PROXY/HTTP_PROXY use) with its authentication, policy
+// and egress. Sub-packages own the parts with one job each: policy (which destinations),
+// egress (from which source IP), resolver (which addresses a name has).
+package proxy
+
+import (
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/fixedgate/fixedgate/proxy/policy"
+)
+
+// ListenConfig is one `listen:` entry: a fixed ingress address and whether it speaks TLS.
+type ListenConfig struct {
+	Address string `yaml:"address"`
+	TLS     bool   `yaml:"tls"`
+}
+
+// AddrPort returns the parsed address; Validate has checked it.
+func (l ListenConfig) AddrPort() netip.AddrPort {
+	ap, _ := parseListen(l.Address)
+	return ap
+}
+
+func parseListen(s string) (netip.AddrPort, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%q must be IP:port (e.g. 203.0.113.10:443 or [2001:db8::10]:443): %v", s, err)
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%q: %q is not an IP address (listeners bind fixed IPs, not names)", s, host)
+	}
+	if a.Zone() != "" {
+		return netip.AddrPort{}, fmt.Errorf("%q: zones are not supported", s)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 {
+		return netip.AddrPort{}, fmt.Errorf("%q: port %q is not 1-65535", s, port)
+	}
+	return netip.AddrPortFrom(a.Unmap(), uint16(p)), nil
+}
+
+// ValidateListen checks the `listen:` list; messages carry the index (`[1].address: …`).
+func ValidateListen(ls []ListenConfig) error {
+	seen := map[netip.AddrPort]int{}
+	for i, l := range ls {
+		ap, err := parseListen(l.Address)
+		if err != nil {
+			return fmt.Errorf("[%d].address: %w", i, err)
+		}
+		if j, ok := seen[ap]; ok {
+			return fmt.Errorf("[%d].address: %s is already listed at [%d]", i, ap, j)
+		}
+		seen[ap] = i
+	}
+	return nil
+}
+
+// User is one `forward.users` entry: a Basic credential whose key is stored only as a SHA-256.
+type User struct {
+	Name      string `yaml:"name"`
+	KeySHA256 string `yaml:"key_sha256"`
+}
+
+// ForwardConfig is the `forward:` section: the HTTPS_PROXY door.
+type ForwardConfig struct {
+	Users         []User             `yaml:"users"`
+	Allow         []policy.AllowRule `yaml:"allow"`
+	AllowNetworks []netip.Prefix     `yaml:"allow_networks"`
+}
+
+// Validate checks the section; messages are relative to `forward:`.
+func (f ForwardConfig) Validate() error {
+	names := map[string]bool{}
+	for i, u := range f.Users {
+		switch {
+		case u.Name == "":
+			return fmt.Errorf("users[%d].name: empty", i)
+		case containsColon(u.Name):
+			return fmt.Errorf("users[%d].name: %q contains ':', which Basic credentials cannot carry", i, u.Name)
+		case names[u.Name]:
+			return fmt.Errorf("users[%d].name: %q is listed twice", i, u.Name)
+		}
+		names[u.Name] = true
+		if b, err := hex.DecodeString(u.KeySHA256); err != nil || len(b) != 32 {
+			return fmt.Errorf("users[%d].key_sha256: must be 64 hex digits (sha256 of the key: printf %%s KEY | sha256sum)", i)
+		}
+	}
+	for i, r := range f.Allow {
+		if err := r.Validate(); err != nil {
+			return fmt.Errorf("allow[%d].%w", i, err)
+		}
+	}
+	for i, p := range f.AllowNetworks {
+		if p != p.Masked() {
+			return fmt.Errorf("allow_networks[%d]: %s has host bits set (did you mean %s?)", i, p, p.Masked())
+		}
+	}
+	return nil
+}
+
+func containsColon(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == ':' {
+			return true
+		}
+	}
+	return false
+}
+
+// Limits bound what one client can hold or cost; every field has a production default.
+type Limits struct {
+	ReadHeaderTimeout     time.Duration `yaml:"read_header_timeout"`
+	MaxHeaderBytes        int           `yaml:"max_header_bytes"`
+	DialTimeout           time.Duration `yaml:"dial_timeout"`
+	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
+	IdleTimeout           time.Duration `yaml:"idle_timeout"`
+	TunnelIdleTimeout     time.Duration `yaml:"tunnel_idle_timeout"`
+	MaxConnsPerListener   int           `yaml:"max_conns_per_listener"`
+}
+
+// DefaultLimits returns the documented defaults (see deploy/fixedgate.example.yaml).
+func DefaultLimits() Limits {
+	return Limits{
+		ReadHeaderTimeout:     10 * time.Second,
+		MaxHeaderBytes:        32 << 10,
+		DialTimeout:           10 * time.Second,
+		ResponseHeaderTimeout: 60 * time.Second,
+		IdleTimeout:           90 * time.Second,
+		TunnelIdleTimeout:     5 * time.Minute,
+		MaxConnsPerListener:   10000,
+	}
+}
+
+// Validate checks the section; messages are relative to `limits:`.
+func (l Limits) Validate() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"read_header_timeout", l.ReadHeaderTimeout},
+		{"dial_timeout", l.DialTimeout},
+		{"response_header_timeout", l.ResponseHeaderTimeout},
+		{"idle_timeout", l.IdleTimeout},
+		{"tunnel_idle_timeout", l.TunnelIdleTimeout},
+	} {
+		if d.v <= 0 {
+			return fmt.Errorf("%s: must be positive", d.name)
+		}
+	}
+	if l.MaxHeaderBytes < 4096 || l.MaxHeaderBytes > 1<<20 {
+		return fmt.Errorf("max_header_bytes: %d is outside 4096..1048576", l.MaxHeaderBytes)
+	}
+	if l.MaxConnsPerListener < 1 {
+		return fmt.Errorf("max_conns_per_listener: must be at least 1")
+	}
+	return nil
+}

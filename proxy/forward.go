@@ -1,0 +1,469 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/fixedgate/fixedgate/proxy/egress"
+	"github.com/fixedgate/fixedgate/proxy/policy"
+	"github.com/fixedgate/fixedgate/proxy/resolver"
+)
+
+// ServeHTTP is the forward door and the fallback for everything else a listener receives.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rec := &record{start: time.Now(), client: r.RemoteAddr, listener: listenerName(r.Context())}
+	rw := &responseRecorder{ResponseWriter: w, rec: rec}
+	switch {
+	case r.Method == http.MethodConnect:
+		rec.door = "connect"
+		s.serveConnect(rw, r, rec)
+	case r.URL.IsAbs():
+		rec.door = "forward"
+		s.serveForward(rw, r, rec)
+	default:
+		rec.door = "local"
+		rec.target = r.Host + r.URL.Path
+		s.refuse(rw, rec, http.StatusNotFound, fmt.Sprintf("no route for %s%s; to use fixedgate as a proxy, set HTTPS_PROXY to this address", r.Host, r.URL.Path), nil)
+	}
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	s.finish(rec)
+}
+
+func (s *Server) finish(rec *record) {
+	s.metrics.observe(rec)
+	if ce := s.log.Check(zapInfo, "request"); ce != nil {
+		ce.Write(rec.fields()...)
+	}
+}
+
+// refuse answers with code and a one-line reason, for clients and for the summary log.
+func (s *Server) refuse(w http.ResponseWriter, rec *record, code int, reason string, err error) {
+	rec.status, rec.reason, rec.err = code, reason, err
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	if code == http.StatusProxyAuthRequired {
+		h.Set("Proxy-Authenticate", `Basic realm="fixedgate"`)
+	}
+	w.WriteHeader(code)
+	io.WriteString(w, "fixedgate: "+reason+"\n")
+}
+
+// authenticate returns the client's identity for policy and egress stickiness: the user name,
+// or the client IP when no users are configured. It answers 407 itself when it fails.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, rec *record) (string, bool) {
+	clientIP, _, _ := net.SplitHostPort(r.RemoteAddr)
+	if s.auth == nil {
+		return clientIP, true
+	}
+	h := r.Header.Get("Proxy-Authorization")
+	user, ok := s.auth.check(h)
+	if !ok {
+		reason := "proxy credentials required"
+		if h != "" {
+			reason = "proxy credentials rejected"
+		}
+		s.refuse(w, rec, http.StatusProxyAuthRequired, reason, nil)
+		return "", false
+	}
+	rec.user = user
+	return user, true
+}
+
+// route is a destination that passed policy: the addresses that were checked and may be dialled,
+// nothing else (no second lookup, so a DNS answer cannot change between check and dial).
+type route struct {
+	addrs    []netip.Addr
+	port     uint16
+	identity string
+	rec      *record
+}
+
+// resolveAndCheck applies the allow rules, resolves the name once and checks every address.
+// It answers the client itself on failure.
+func (s *Server) resolveAndCheck(ctx context.Context, w http.ResponseWriter, t policy.Target, port uint16, rec *record) (*route, bool) {
+	var addrs []netip.Addr
+	if t.IsIP() {
+		addrs = []netip.Addr{t.Addr}
+	} else {
+		var err error
+		addrs, err = s.resolver.LookupNetIP(ctx, t.Host)
+		if err != nil {
+			code, reason := http.StatusBadGateway, "cannot resolve "+t.Host
+			switch {
+			case errors.Is(err, resolver.ErrNotFound):
+				reason += ": no such host"
+			case isTimeout(err):
+				code, reason = http.StatusGatewayTimeout, reason+": DNS timeout"
+			}
+			s.refuse(w, rec, code, reason, err)
+			return nil, false
+		}
+	}
+	for _, a := range addrs {
+		if err := s.policy.CheckAddr(a, port); err != nil {
+			reason := deniedReason(err)
+			if !t.IsIP() {
+				reason = t.Host + ": " + reason
+			}
+			rec.resolved = a
+			s.refuse(w, rec, http.StatusForbidden, reason, nil)
+			return nil, false
+		}
+	}
+	return &route{addrs: addrs, port: port, rec: rec}, true
+}
+
+// maxDialAttempts bounds how many of a name's addresses one request tries.
+const maxDialAttempts = 3
+
+// dial connects to the route's addresses in order from the identity's egress address.
+func (s *Server) dial(ctx context.Context, rt *route) (*net.TCPConn, error) {
+	var lastErr error
+	attempts := 0
+	for _, a := range rt.addrs {
+		src, err := s.egress.Pick(rt.identity, a)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if attempts++; attempts > maxDialAttempts {
+			break
+		}
+		rt.rec.resolved, rt.rec.egress = a, src
+		c, err := s.egress.Dial(ctx, src, netip.AddrPortFrom(a, rt.port))
+		if err == nil {
+			return c, nil
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, lastErr
+}
+
+func (s *Server) dialFailed(w http.ResponseWriter, rec *record, target string, err error) {
+	switch {
+	case errors.Is(err, egress.ErrNoFamily):
+		s.refuse(w, rec, http.StatusBadGateway, "no egress address for "+target+"'s IP family", err)
+	case isTimeout(err):
+		s.refuse(w, rec, http.StatusGatewayTimeout, "timeout connecting to "+target, err)
+	default:
+		s.refuse(w, rec, http.StatusBadGateway, "cannot connect to "+target+": "+shortNetErr(err), err)
+	}
+}
+
+func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, rec *record) {
+	rec.target = r.RequestURI
+	identity, ok := s.authenticate(w, r, rec)
+	if !ok {
+		return
+	}
+	t, err := policy.ParseAuthority(r.RequestURI)
+	if err != nil {
+		s.refuse(w, rec, http.StatusBadRequest, "bad CONNECT target: "+err.Error(), nil)
+		return
+	}
+	rec.target = t.String()
+	if _, err := s.policy.Allow(t); err != nil {
+		s.refuse(w, rec, http.StatusForbidden, deniedReason(err), nil)
+		return
+	}
+	rt, ok := s.resolveAndCheck(r.Context(), w, t, t.Port, rec)
+	if !ok {
+		return
+	}
+	rt.identity = identity
+	upstream, err := s.dial(r.Context(), rt)
+	if err != nil {
+		s.dialFailed(w, rec, t.String(), err)
+		return
+	}
+	rec.status = http.StatusOK
+	if r.ProtoMajor == 1 {
+		s.tunnelHTTP1(w, upstream, rec)
+	} else {
+		s.tunnelStream(w, r, upstream, rec)
+	}
+}
+
+// tunnelHTTP1 takes over the client connection and splices it with upstream.
+func (s *Server) tunnelHTTP1(w http.ResponseWriter, upstream *net.TCPConn, rec *record) {
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		upstream.Close()
+		rec.status, rec.err = http.StatusInternalServerError, fmt.Errorf("hijack: %w", err)
+		return
+	}
+	closeBoth := func() { conn.Close(); upstream.Close() }
+	entry := s.tunnels.add(closeBoth)
+	if entry == nil {
+		io.WriteString(conn, "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+		closeBoth()
+		rec.status, rec.reason = http.StatusServiceUnavailable, "shutting down"
+		return
+	}
+	defer s.tunnels.done(entry)
+	conn.SetDeadline(time.Time{})
+	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+		closeBoth()
+		rec.err = err
+		return
+	}
+	// Bytes the client sent right behind the CONNECT (a TLS ClientHello, say) sit in the server's
+	// buffer; they go first, then the sockets are joined directly.
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		if _, err := upstream.Write(b); err != nil {
+			closeBoth()
+			rec.err = err
+			return
+		}
+		rec.bytesUp += int64(n)
+	}
+	var client io.ReadWriter = conn
+	if tcp := tcpOf(conn); tcp != nil {
+		client = tcp
+	}
+	p := &pipe{idle: s.limits.TunnelIdleTimeout}
+	rec.err = p.run(client, upstream, closeBoth)
+	rec.bytesUp += p.up.Load()
+	rec.bytesDown += p.down.Load()
+}
+
+// tunnelStream serves CONNECT over HTTP/2 (RFC 9113 §8.5): the stream is the tunnel.
+func (s *Server) tunnelStream(w http.ResponseWriter, r *http.Request, upstream *net.TCPConn, rec *record) {
+	rc := http.NewResponseController(w)
+	closeBoth := func() { r.Body.Close(); upstream.Close() }
+	entry := s.tunnels.add(closeBoth)
+	if entry == nil {
+		upstream.Close()
+		s.refuse(w, rec, http.StatusServiceUnavailable, "shutting down", nil)
+		return
+	}
+	defer s.tunnels.done(entry)
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		upstream.Close()
+		rec.err = err
+		return
+	}
+	st := &stream{body: r.Body, w: w, rc: rc, upstream: upstream}
+	p := &pipe{idle: s.limits.TunnelIdleTimeout}
+	rec.err = p.run(st, upstream, closeBoth)
+	rec.bytesUp, rec.bytesDown = p.up.Load(), p.down.Load()
+}
+
+// stream adapts an HTTP/2 CONNECT stream to the pipe. The response side cannot be half-closed
+// without ending the handler, so the end of upstream's data ends the tunnel.
+type stream struct {
+	body     io.ReadCloser
+	w        io.Writer
+	rc       *http.ResponseController
+	upstream *net.TCPConn
+}
+
+func (st *stream) Read(p []byte) (int, error) { return st.body.Read(p) }
+
+func (st *stream) Write(p []byte) (int, error) {
+	n, err := st.w.Write(p)
+	if err == nil {
+		err = st.rc.Flush()
+	}
+	return n, err
+}
+
+func (st *stream) SetReadDeadline(t time.Time) error { return st.rc.SetReadDeadline(t) }
+
+func (st *stream) CloseWrite() error { return st.upstream.Close() }
+
+// serveForward proxies an absolute-form request (plain HTTP from an HTTP_PROXY client), upgraded
+// to HTTPS upstream where the matching rule says upgrade_tls.
+func (s *Server) serveForward(w http.ResponseWriter, r *http.Request, rec *record) {
+	rec.target = r.URL.Host
+	identity, ok := s.authenticate(w, r, rec)
+	if !ok {
+		return
+	}
+	var defPort uint16
+	switch r.URL.Scheme {
+	case "http":
+		defPort = 80
+	case "https":
+		defPort = 443
+	default:
+		s.refuse(w, rec, http.StatusBadRequest, "unsupported scheme "+strconv.Quote(r.URL.Scheme)+" (http or https)", nil)
+		return
+	}
+	if r.URL.User != nil {
+		s.refuse(w, rec, http.StatusBadRequest, "credentials in the request URL are not forwarded", nil)
+		return
+	}
+	t, err := policy.ParseHostPort(r.URL.Host, defPort)
+	if err != nil {
+		s.refuse(w, rec, http.StatusBadRequest, "bad request target: "+err.Error(), nil)
+		return
+	}
+	rec.target = t.String()
+	rule, err := s.policy.Allow(t)
+	if err != nil {
+		s.refuse(w, rec, http.StatusForbidden, deniedReason(err), nil)
+		return
+	}
+	scheme, port := r.URL.Scheme, t.Port
+	if rule.UpgradeTLS && scheme == "http" {
+		scheme = "https"
+		if port == 80 {
+			port = 443
+		}
+	}
+	rt, ok := s.resolveAndCheck(r.Context(), w, t, port, rec)
+	if !ok {
+		return
+	}
+	rt.identity = identity
+	host := t.Host
+	if t.Addr.Is6() {
+		host = "[" + host + "]"
+	}
+	if (scheme == "http" && port != 80) || (scheme == "https" && port != 443) {
+		host = net.JoinHostPort(t.Host, strconv.Itoa(int(port)))
+	}
+	fr := &forwardReq{route: rt, scheme: scheme, host: host}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &countingBody{ReadCloser: r.Body, n: &rec.bytesUp}
+	}
+	s.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKey{}, fr)))
+}
+
+type forwardKey struct{}
+
+// forwardReq carries a checked route from serveForward to the transport's dialer.
+type forwardReq struct {
+	*route
+	scheme, host string
+}
+
+func newReverseProxy(s *Server) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			fr := pr.In.Context().Value(forwardKey{}).(*forwardReq)
+			pr.Out.URL.Scheme = fr.scheme
+			pr.Out.URL.Host = fr.host
+			pr.Out.Host = ""
+			pr.Out.Header.Add("Via", "1.1 fixedgate")
+		},
+		Transport:     s.egressTransport(),
+		FlushInterval: -1,
+		ErrorLog:      s.stdLog,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			fr := r.Context().Value(forwardKey{}).(*forwardReq)
+			target := fr.scheme + "://" + fr.host
+			switch {
+			case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+				fr.rec.status, fr.rec.err = 499, err // client went away; nobody reads a reply
+			case errors.Is(err, egress.ErrNoFamily), isDialError(err):
+				s.dialFailed(w, fr.rec, target, err)
+			case isTimeout(err):
+				s.refuse(w, fr.rec, http.StatusGatewayTimeout, "timeout waiting for "+target, err)
+			default:
+				s.refuse(w, fr.rec, http.StatusBadGateway, "upstream "+target+" failed: "+shortNetErr(err), err)
+			}
+		},
+	}
+}
+
+func deniedReason(err error) string {
+	var d *policy.Denied
+	if errors.As(err, &d) {
+		return d.Reason
+	}
+	return err.Error()
+}
+
+// dialError marks a failure to connect, as opposed to a failure after connecting.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+func isDialError(err error) bool {
+	var d *dialError
+	return errors.As(err, &d)
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// shortNetErr drops the socket addresses Go puts in network errors; the log has them.
+func shortNetErr(err error) string {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		var se *os.SyscallError
+		if errors.As(oe.Err, &se) {
+			return se.Err.Error()
+		}
+		return oe.Err.Error()
+	}
+	return err.Error()
+}
+
+type countingBody struct {
+	io.ReadCloser
+	n *int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	*b.n += int64(n)
+	return n, err
+}
+
+// responseRecorder notes status and bytes for the summary line; Unwrap keeps Flush and Hijack
+// reachable through http.ResponseController.
+type responseRecorder struct {
+	http.ResponseWriter
+	rec         *record
+	wroteHeader bool
+}
+
+func (rw *responseRecorder) WriteHeader(code int) {
+	if !rw.wroteHeader && code >= 200 {
+		rw.wroteHeader = true
+		if rw.rec.status == 0 || rw.rec.door == "forward" {
+			rw.rec.status = code
+		}
+	}
+	rw.ResponseWriter.WriteHeader(code)
+}
+
+func (rw *responseRecorder) Write(p []byte) (int, error) {
+	if !rw.wroteHeader {
+		rw.WriteHeader(http.StatusOK)
+	}
+	n, err := rw.ResponseWriter.Write(p)
+	if rw.rec.door == "forward" {
+		rw.rec.bytesDown += int64(n)
+	}
+	return n, err
+}
+
+func (rw *responseRecorder) Unwrap() http.ResponseWriter { return rw.ResponseWriter }

@@ -1,0 +1,51 @@
+package proxy
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the forward door's Prometheus series; names are a public interface for dashboards.
+type metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	bytes    *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fixedgate_requests_total",
+			Help: "Requests and tunnels handled, by door (connect, forward, local) and final status code.",
+		}, []string{"door", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "fixedgate_request_duration_seconds",
+			Help:    "Time from request to the end of the response or tunnel, by door.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 1800},
+		}, []string{"door"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fixedgate_bytes_total",
+			Help: "Payload bytes moved, by door and direction (up: client to origin, down: origin to client).",
+		}, []string{"door", "direction"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.duration, m.bytes,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "fixedgate_tunnels_open",
+				Help: "CONNECT tunnels open now.",
+			}, func() float64 { return float64(s.tunnels.count()) }))
+	}
+	return m
+}
+
+func (m *metrics) observe(r *record) {
+	m.requests.WithLabelValues(r.door, strconv.Itoa(r.status)).Inc()
+	m.duration.WithLabelValues(r.door).Observe(r.elapsed().Seconds())
+	if r.bytesUp > 0 {
+		m.bytes.WithLabelValues(r.door, "up").Add(float64(r.bytesUp))
+	}
+	if r.bytesDown > 0 {
+		m.bytes.WithLabelValues(r.door, "down").Add(float64(r.bytesDown))
+	}
+}

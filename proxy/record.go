@@ -1,0 +1,55 @@
+package proxy
+
+import (
+	"net/netip"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// record is what one request or tunnel did; it becomes one summary log line and metrics when it
+// ends. Field names in the log are stable: dashboards and alerts parse them.
+type record struct {
+	start     time.Time
+	listener  string
+	client    string
+	user      string
+	door      string
+	target    string
+	resolved  netip.Addr
+	egress    netip.Addr
+	status    int
+	bytesUp   int64
+	bytesDown int64
+	reason    string
+	err       error
+}
+
+func (r *record) elapsed() time.Duration { return time.Since(r.start) }
+
+func (r *record) fields() []zap.Field {
+	f := []zap.Field{
+		zap.String("listener", r.listener),
+		zap.String("client", r.client),
+		zap.String("user", r.user),
+		zap.String("door", r.door),
+		zap.String("target", r.target),
+		zap.Int("status", r.status),
+		zap.Int64("bytes_up", r.bytesUp),
+		zap.Int64("bytes_down", r.bytesDown),
+		zap.Float64("duration_s", r.elapsed().Seconds()),
+	}
+	if r.resolved.IsValid() {
+		f = append(f, zap.Stringer("resolved_ip", r.resolved))
+	}
+	if r.egress.IsValid() {
+		f = append(f, zap.Stringer("egress_ip", r.egress))
+	}
+	if r.reason != "" {
+		f = append(f, zap.String("reason", r.reason))
+	}
+	if r.err != nil {
+		f = append(f, zap.String("error", r.err.Error()))
+	}
+	return f
+}

@@ -1,0 +1,288 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/fixedgate/fixedgate/proxy/egress"
+	"github.com/fixedgate/fixedgate/proxy/policy"
+)
+
+const zapInfo = zapcore.InfoLevel
+
+// Resolver turns a target name into addresses; *resolver.Resolver is the production one.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, host string) ([]netip.Addr, error)
+}
+
+// TLSProvider hands out server TLS configurations for the TLS listeners (*fgtls.Manager).
+type TLSProvider interface {
+	ServerConfig(nextProtos []string) *tls.Config
+}
+
+// Options is everything a Server needs; cmd/fixedgate builds it from the config file.
+type Options struct {
+	Listen      []ListenConfig
+	Forward     ForwardConfig
+	Limits      Limits
+	TLS         TLSProvider // required when a listener has tls: true
+	UpstreamTLS *tls.Config // template for TLS to origins (upgrade_tls, https:// targets)
+	Egress      *egress.Dialer
+	Resolver    Resolver
+	// Reserved are further addresses of this process (the admin listener) that the forward door
+	// must never connect to.
+	Reserved   []netip.AddrPort
+	Log        *zap.Logger
+	Registerer prometheus.Registerer
+}
+
+// Server runs the listeners and the doors behind them.
+type Server struct {
+	opts     Options
+	limits   Limits
+	log      *zap.Logger
+	stdLog   *log.Logger
+	policy   *policy.Policy
+	auth     *authenticator
+	egress   *egress.Dialer
+	resolver Resolver
+	metrics  *metrics
+	rp       http.Handler
+	tunnels  tunnels
+
+	mu         sync.Mutex
+	listeners  []*listener
+	transports map[netip.Addr]*http.Transport
+}
+
+type listener struct {
+	cfg ListenConfig
+	ln  net.Listener
+	srv *http.Server
+}
+
+// New checks opts and builds a Server; it opens no sockets.
+func New(opts Options) (*Server, error) {
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	if opts.Egress == nil {
+		return nil, errors.New("proxy: Options.Egress is required")
+	}
+	if opts.Resolver == nil {
+		return nil, errors.New("proxy: Options.Resolver is required")
+	}
+	self := append([]netip.AddrPort(nil), opts.Reserved...)
+	for _, l := range opts.Listen {
+		if l.TLS && opts.TLS == nil {
+			return nil, fmt.Errorf("listen %s: tls: true needs a tls: section", l.Address)
+		}
+		self = append(self, l.AddrPort())
+	}
+	pol, err := policy.New(policy.Config{
+		Allow:         opts.Forward.Allow,
+		AllowNetworks: opts.Forward.AllowNetworks,
+		Self:          self,
+		LocalAddrs:    localAddrs(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("forward: %w", err)
+	}
+	s := &Server{
+		opts:       opts,
+		limits:     opts.Limits,
+		log:        opts.Log,
+		stdLog:     zap.NewStdLog(opts.Log.WithOptions(zap.IncreaseLevel(zapcore.WarnLevel))),
+		policy:     pol,
+		auth:       newAuthenticator(opts.Forward.Users),
+		egress:     opts.Egress,
+		resolver:   opts.Resolver,
+		transports: map[netip.Addr]*http.Transport{},
+	}
+	s.metrics = newMetrics(opts.Registerer, s)
+	s.rp = newReverseProxy(s)
+	return s, nil
+}
+
+func localAddrs() []netip.Addr {
+	addrs, _ := net.InterfaceAddrs()
+	var out []netip.Addr
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	return out
+}
+
+// Listen binds every configured listener; on error none stays bound.
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, cfg := range s.opts.Listen {
+		ln, err := net.Listen("tcp", cfg.AddrPort().String())
+		if err != nil {
+			for _, l := range s.listeners {
+				l.ln.Close()
+			}
+			s.listeners = nil
+			return fmt.Errorf("listen[%d] %s: %w", i, cfg.Address, err)
+		}
+		s.listeners = append(s.listeners, &listener{cfg: cfg, ln: newLimitListener(ln, s.limits.MaxConnsPerListener)})
+	}
+	return nil
+}
+
+type listenerKey struct{}
+
+func listenerName(ctx context.Context) string {
+	s, _ := ctx.Value(listenerKey{}).(string)
+	return s
+}
+
+// Serve starts serving on the bound listeners and returns at once.
+func (s *Server) Serve() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.listeners {
+		name := l.ln.Addr().String()
+		if l.cfg.TLS {
+			name = "tls:" + name
+		}
+		l.srv = &http.Server{
+			Handler:           s,
+			ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
+			IdleTimeout:       s.limits.IdleTimeout,
+			MaxHeaderBytes:    s.limits.MaxHeaderBytes,
+			ErrorLog:          s.stdLog,
+			ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+				return context.WithValue(ctx, listenerKey{}, name)
+			},
+		}
+		s.log.Info("listening", zap.String("listener", name))
+		go func(l *listener) {
+			var err error
+			if l.cfg.TLS {
+				l.srv.TLSConfig = s.opts.TLS.ServerConfig([]string{"h2", "http/1.1"})
+				err = l.srv.ServeTLS(l.ln, "", "")
+			} else {
+				err = l.srv.Serve(l.ln)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("listener stopped", zap.String("listener", name), zap.Error(err))
+			}
+		}(l)
+	}
+}
+
+// Addrs returns the bound listener addresses, in config order.
+func (s *Server) Addrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]net.Addr, len(s.listeners))
+	for i, l := range s.listeners {
+		out[i] = l.ln.Addr()
+	}
+	return out
+}
+
+// Ready reports whether every listener is bound.
+func (s *Server) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.listeners) == len(s.opts.Listen) && len(s.listeners) > 0
+}
+
+// Shutdown stops accepting, lets requests and tunnels finish until ctx ends, then cuts the rest.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	ls := append([]*listener(nil), s.listeners...)
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, l := range ls {
+		if l.srv == nil {
+			l.ln.Close()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.srv.Shutdown(ctx); err != nil {
+				l.srv.Close()
+			}
+		}()
+	}
+	err := s.tunnels.drain(ctx)
+	wg.Wait()
+	s.mu.Lock()
+	for _, t := range s.transports {
+		t.CloseIdleConnections()
+	}
+	s.mu.Unlock()
+	if err == nil {
+		err = ctx.Err()
+	}
+	return err
+}
+
+// egressTransport returns the RoundTripper of the forward door: one http.Transport per egress
+// address, so pooled connections never mix source IPs.
+func (s *Server) egressTransport() http.RoundTripper {
+	return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		fr := req.Context().Value(forwardKey{}).(*forwardReq)
+		src, err := s.egress.Pick(fr.identity, fr.addrs[0])
+		if err != nil {
+			return nil, err
+		}
+		return s.transportFor(src).RoundTrip(req)
+	})
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func (s *Server) transportFor(src netip.Addr) *http.Transport {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t, ok := s.transports[src]; ok {
+		return t
+	}
+	t := &http.Transport{
+		Proxy: nil, // never the proxy's own HTTPS_PROXY
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			fr := ctx.Value(forwardKey{}).(*forwardReq)
+			c, err := s.dial(ctx, fr.route)
+			if err != nil {
+				return nil, &dialError{err}
+			}
+			return c, nil
+		},
+		TLSClientConfig:        s.opts.UpstreamTLS,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           1024,
+		MaxIdleConnsPerHost:    64,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ResponseHeaderTimeout:  s.limits.ResponseHeaderTimeout,
+		ExpectContinueTimeout:  time.Second,
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: int64(s.limits.MaxHeaderBytes) * 4,
+	}
+	s.transports[src] = t
+	return t
+}

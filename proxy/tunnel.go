@@ -1,0 +1,162 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// tunnelChunk is how many bytes one copy step moves before the idle deadline is pushed out. On
+// Linux a TCP-to-TCP step is a splice(2) loop, so the size only bounds how often we look up.
+const tunnelChunk = 256 << 10
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// halfCloser is a connection whose write side can be shut while reads continue.
+type halfCloser interface{ CloseWrite() error }
+
+// deadliner is what the idle timeout needs of a connection (net.Conn and HTTP/2 streams).
+type readDeadliner interface{ SetReadDeadline(time.Time) error }
+
+// pipe moves bytes both ways between a client and an upstream until both directions end, one
+// fails, or neither side sends anything for idle. EOF on one side half-closes the other.
+type pipe struct {
+	idle     time.Duration
+	lastMove atomic.Int64 // unix nanos of the last step that moved bytes, either direction
+	up, down atomic.Int64 // bytes client→upstream and upstream→client
+}
+
+// run copies until done and returns the first error that was not a clean end.
+func (p *pipe) run(client, upstream io.ReadWriter, closeBoth func()) error {
+	p.lastMove.Store(time.Now().UnixNano())
+	errc := make(chan error, 2)
+	go func() { errc <- p.copy(upstream, client, &p.up) }()
+	go func() { errc <- p.copy(client, upstream, &p.down) }()
+	first := <-errc
+	if first != nil {
+		closeBoth()
+	}
+	second := <-errc
+	closeBoth()
+	if first != nil {
+		return first
+	}
+	return second
+}
+
+func (p *pipe) copy(dst io.Writer, src io.Reader, count *atomic.Int64) error {
+	rd, _ := src.(readDeadliner)
+	bufp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bufp)
+	for {
+		if rd != nil {
+			rd.SetReadDeadline(time.Now().Add(p.idle))
+		}
+		n, err := io.CopyBuffer(dst, &io.LimitedReader{R: src, N: tunnelChunk}, *bufp)
+		if n > 0 {
+			count.Add(n)
+			p.lastMove.Store(time.Now().UnixNano())
+		}
+		switch {
+		case err == nil && n == tunnelChunk:
+			continue
+		case err == nil: // EOF from src: pass the half-close on
+			if hc, ok := dst.(halfCloser); ok {
+				hc.CloseWrite()
+			}
+			return nil
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// The other direction may be busy while this one is quiet (a download): the tunnel
+			// is idle only when nothing moved either way. Steps report progress when they end,
+			// so allow one extra window before deciding.
+			if n > 0 || time.Since(time.Unix(0, p.lastMove.Load())) < 2*p.idle {
+				continue
+			}
+			return errTunnelIdle
+		default:
+			return err
+		}
+	}
+}
+
+var errTunnelIdle = errors.New("tunnel idle timeout")
+
+// tunnels tracks open tunnels so shutdown can wait for them, then cut the rest.
+type tunnels struct {
+	mu     sync.Mutex
+	open   map[*tunnelEntry]struct{}
+	wg     sync.WaitGroup
+	closed bool
+}
+
+type tunnelEntry struct{ close func() }
+
+// add registers a tunnel; it returns nil when shutdown already started.
+func (t *tunnels) add(closeFn func()) *tunnelEntry {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil
+	}
+	if t.open == nil {
+		t.open = map[*tunnelEntry]struct{}{}
+	}
+	e := &tunnelEntry{close: closeFn}
+	t.open[e] = struct{}{}
+	t.wg.Add(1)
+	return e
+}
+
+func (t *tunnels) done(e *tunnelEntry) {
+	t.mu.Lock()
+	delete(t.open, e)
+	t.mu.Unlock()
+	t.wg.Done()
+}
+
+func (t *tunnels) count() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.open)
+}
+
+// drain refuses new tunnels, waits for open ones until ctx ends, then closes what is left.
+func (t *tunnels) drain(ctx context.Context) error {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	finished := make(chan struct{})
+	go func() { t.wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+		return nil
+	case <-ctx.Done():
+	}
+	t.mu.Lock()
+	for e := range t.open {
+		e.close()
+	}
+	t.mu.Unlock()
+	<-finished
+	return ctx.Err()
+}
+
+// tcpOf returns the *net.TCPConn under c (through our listener wrapper), so that TCP-to-TCP
+// copies splice on Linux; nil when c is TLS or anything else.
+func tcpOf(c net.Conn) *net.TCPConn {
+	for {
+		switch v := c.(type) {
+		case *net.TCPConn:
+			return v
+		case *limitConn:
+			c = v.Conn
+		default:
+			return nil
+		}
+	}
+}
