@@ -52,3 +52,12 @@ func (c *limitConn) Close() error {
 }
 
 func (c *limitConn) NetConn() net.Conn { return c.Conn }
+
+// CloseWrite lets net/http half-close before it closes (so an error reply such as 431 reaches
+// the client instead of being lost to a reset).
+func (c *limitConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}

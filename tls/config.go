@@ -85,10 +85,11 @@ type UpstreamConfig struct {
 	// CAFile is a PEM file of roots that replaces the system roots; empty
 	// means the system roots.
 	CAFile string `yaml:"ca_file"`
-	// ClientCert and ClientKey are the proxy's client certificate for mTLS
-	// to application servers; both or neither.
+	// ClientCert is the proxy's client certificate (PEM chain) for mTLS to
+	// application servers; set together with ClientKey.
 	ClientCert string `yaml:"client_cert"`
-	ClientKey  string `yaml:"client_key"`
+	// ClientKey is the private key for ClientCert.
+	ClientKey string `yaml:"client_key"`
 	// MinVersion is "1.2" (the default) or "1.3".
 	MinVersion string `yaml:"min_version"`
 }

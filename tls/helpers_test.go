@@ -48,14 +48,10 @@ func startServer(t *testing.T, host string, cfg *gotls.Config) *testServer {
 	}
 	s := &testServer{addr: ln.Addr().String(), seen: make(chan handshake, 16)}
 	cfg = cfg.Clone()
-	getCert := cfg.GetCertificate
 	var lastSNI sync.Map
-	cfg.GetCertificate = func(hello *gotls.ClientHelloInfo) (*gotls.Certificate, error) {
+	cfg.GetConfigForClient = func(hello *gotls.ClientHelloInfo) (*gotls.Config, error) {
 		lastSNI.Store(hello.Conn, hello.ServerName)
-		if getCert == nil {
-			return nil, errors.New("no GetCertificate")
-		}
-		return getCert(hello)
+		return nil, nil
 	}
 	s.wg.Go(func() {
 		for {

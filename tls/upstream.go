@@ -10,29 +10,30 @@ import (
 // configuration template for connections to origins and backends: RootCAs
 // from ca_file (or the system roots), the client certificate if set, and the
 // minimum version. Certificate verification is always on. Callers clone the
-// result and set ServerName for each connection.
+// result and set ServerName for each connection. Errors are relative to the
+// `upstream_tls:` key, like Validate's.
 func (u UpstreamConfig) ClientConfig() (*gotls.Config, error) {
 	if err := u.Validate(); err != nil {
-		return nil, fmt.Errorf("upstream_tls config: %w", err)
+		return nil, err
 	}
 	minVersion, err := parseMinVersion(u.MinVersion)
 	if err != nil {
-		return nil, fmt.Errorf("upstream_tls.%w", err)
+		return nil, err
 	}
 	c := &gotls.Config{MinVersion: minVersion}
 	if u.CAFile != "" {
 		if c.RootCAs, err = loadPool(u.CAFile); err != nil {
-			return nil, fmt.Errorf("upstream_tls.ca_file: %w", err)
+			return nil, fmt.Errorf("ca_file: %w", err)
 		}
 	} else {
 		if c.RootCAs, err = x509.SystemCertPool(); err != nil {
-			return nil, fmt.Errorf("upstream_tls: load system roots: %w", err)
+			return nil, fmt.Errorf("load system roots: %w", err)
 		}
 	}
 	if u.ClientCert != "" {
 		pair, err := gotls.LoadX509KeyPair(u.ClientCert, u.ClientKey)
 		if err != nil {
-			return nil, fmt.Errorf("upstream_tls: load client certificate %s with key %s: %w", u.ClientCert, u.ClientKey, err)
+			return nil, fmt.Errorf("client_cert: load client certificate %s with key %s: %w", u.ClientCert, u.ClientKey, err)
 		}
 		c.Certificates = []gotls.Certificate{pair}
 	}

@@ -95,8 +95,8 @@ type app struct {
 // startApp builds everything from cfg, binds every socket and starts serving. Any failure
 // (an egress address missing on the host, a listener that cannot bind) stops it with nothing left
 // open.
-func startApp(cfg *Config, log *zap.Logger) (a *app, err error) {
-	a = &app{cfg: cfg, log: log}
+func startApp(cfg *Config, log *zap.Logger) (_ *app, err error) {
+	a := &app{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
 			a.close()

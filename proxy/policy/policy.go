@@ -172,9 +172,11 @@ type Denied struct{ Reason string }
 // Error returns the reason with context, for when the error travels wrapped.
 func (d *Denied) Error() string { return "denied by policy: " + d.Reason }
 
-// Allow returns the first rule that matches the target's host and port, or a
-// *Denied naming the host and port when none does. It does not look at
-// resolved addresses: the caller checks each one with CheckAddr.
+// Allow returns the first rule (as configured) that matches the target's host
+// and port, or a *Denied naming the host and port when none does. The host is
+// re-canonicalised, so a hand-built Target cannot slip past a rule by
+// spelling. Allow does not look at resolved addresses: the caller checks each
+// one with CheckAddr before dialling.
 func (p *Policy) Allow(t Target) (AllowRule, error) {
 	name, addr := t.Host, t.Addr
 	if addr.IsValid() {

@@ -30,7 +30,7 @@ func TestNormalizeHost(t *testing.T) {
 		{"XN--BCHER-KVA.example", "xn--bcher-kva.example", false},
 		{"例え.テスト", "xn--r8jz45g.xn--zckzah", false},
 		{"bücher\u3002example", "xn--bcher-kva.example", false}, // ideographic full stop
-		{"ｅｘａｍｐｌｅ.com", "example.com", false},                  // full-width letters
+		{"ｅｘａｍｐｌｅ.com", "example.com", false},                   // full-width letters
 		{strings.Repeat("a", 63) + ".com", strings.Repeat("a", 63) + ".com", false},
 		{strings.Repeat("a.", 126) + "a", strings.Repeat("a.", 126) + "a", false}, // 253 characters
 

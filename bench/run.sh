@@ -1,0 +1,496 @@
+#!/usr/bin/env bash
+# bench/run.sh — fixedgate vs. its peers (squid, tinyproxy) on one machine, loopback only.
+#
+#   bash bench/run.sh                      # everything, default knobs (~8-10 minutes)
+#   DURATION=10 ROUNDS=1 bash bench/run.sh # knobs are environment variables, see below
+#
+# What it does: installs squid-openssl, tinyproxy and util-linux if missing; builds
+# bench/loadgen and (if it compiles) cmd/fixedgate; writes a config for every proxy into a
+# temp dir; starts the origin and every proxy pinned to CPU $SERVER_CPU and runs the load
+# generator pinned to CPU $LOADGEN_CPU; measures
+#   (1) new tunnels/s and latency, $CONC concurrent (fresh CONNECT + TLS + GET / + close),
+#   (2) keep-alive GETs inside $CONC open tunnels,
+#   (3) one $BULK_BYTES download through one tunnel,
+#   (4) RSS per idle tunnel with $IDLE_N tunnels held open,
+# for direct / squid-http / squid-https / tinyproxy / fixedgate-http / fixedgate-https, and
+# prints one table plus ratios. (1)-(3) run $ROUNDS interleaved rounds; the table shows
+# medians. Nothing leaves 127.0.0.0/8. See bench/README.md for how to read the output.
+set -euo pipefail
+
+# ---- knobs ------------------------------------------------------------------------------
+DURATION=${DURATION:-5}          # measured seconds per newconn / keepalive run
+WARMUP=${WARMUP:-1}              # unmeasured seconds before each of those runs
+ROUNDS=${ROUNDS:-3}              # interleaved rounds of (1)-(3); medians are reported
+CONC=${CONC:-64}                 # concurrent workers / tunnels for (1) and (2)
+BULK_BYTES=${BULK_BYTES:-1073741824}
+IDLE_N=${IDLE_N:-5000}           # idle tunnels for (4); 0 skips (4)
+IDLE_SETTLE=${IDLE_SETTLE:-2}    # seconds between "all open" and reading RSS
+CURVES=${CURVES:-x25519}         # client groups for the main table: x25519 | default | mlkem | p256
+CURVE_COMPARE=${CURVE_COMPARE:-1}  # 1: one extra newconn run with Go's default groups (X25519MLKEM768)
+TARGETS=${TARGETS:-"direct squid-http squid-https tinyproxy fixedgate-http fixedgate-https"}
+FIXEDGATE=${FIXEDGATE:-auto}     # auto: include fixedgate if it builds; 0: skip; 1: required
+FG_CURVES=${FG_CURVES:-}         # e.g. "X25519" to pin fixedgate's server groups; empty: its default
+INSTALL=${INSTALL:-1}            # 0: never call apt-get
+NICE=${NICE:--5}                 # niceness of every benchmark process (machine is shared)
+SERVER_CPU=${SERVER_CPU:-0}      # origin + proxies
+LOADGEN_CPU=${LOADGEN_CPU:-1}    # load generator
+ORIGIN_IP=${ORIGIN_IP:-127.0.0.1}
+ORIGIN_PORT=${ORIGIN_PORT:-8443}
+FG_IP=${FG_IP:-127.0.0.10};      FG_EGRESS=${FG_EGRESS:-127.0.0.20}
+SQUID_IP=${SQUID_IP:-127.0.0.11}; TINY_IP=${TINY_IP:-127.0.0.12}
+FG_HTTP_PORT=${FG_HTTP_PORT:-3128};    FG_TLS_PORT=${FG_TLS_PORT:-3129}
+SQUID_HTTP_PORT=${SQUID_HTTP_PORT:-3128}; SQUID_TLS_PORT=${SQUID_TLS_PORT:-3129}
+TINY_PORT=${TINY_PORT:-8888}
+FG_ADMIN=${FG_ADMIN:-127.0.0.1:9091}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=${WORK:-$(mktemp -d /tmp/fixedgate-bench.XXXXXX)}
+mkdir -p "$WORK/logs" "$WORK/bin"
+chmod 755 "$WORK" # squid and tinyproxy drop to unprivileged users and must reach their dirs
+RAW=$WORK/results.raw   # one line per loadgen run: T=target R=round RESULT ... px_ticks=...
+: >"$RAW"
+HZ=$(getconf CLK_TCK)
+ORIGIN=$ORIGIN_IP:$ORIGIN_PORT
+
+log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "FATAL: $*"; exit 1; }
+
+# ---- process bookkeeping: we only ever signal PIDs we started ----------------------------
+declare -A PIDS=()
+start_bg() { # name cmd... ; stdout+stderr -> $WORK/logs/name.log
+  local name=$1; shift
+  nice -n "$NICE" taskset -c "$SERVER_CPU" "$@" >"$WORK/logs/$name.log" 2>&1 &
+  PIDS[$name]=$!
+}
+stop_bg() {
+  local name=$1 pid=${PIDS[$1]:-}
+  [[ -n $pid ]] || return 0
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && { log "$name ($pid) ignored SIGTERM for 10s; SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; }
+  fi
+  wait "$pid" 2>/dev/null || true
+  unset "PIDS[$name]"
+}
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  for n in "${!PIDS[@]}"; do stop_bg "$n"; done
+  [[ -f ${INSTALLED_POLICY_RC:-/nonexistent} ]] && rm -f "$INSTALLED_POLICY_RC"
+  log "work dir (configs, logs, raw results): $WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+tree_pids() { local p=$1 c; echo "$p"; for c in $(pgrep -P "$p" 2>/dev/null || true); do tree_pids "$c"; done; }
+cpu_ticks() { # utime+stime of a process and its descendants, in clock ticks
+  local t=0 p v
+  for p in $(tree_pids "$1"); do
+    v=$(awk '{sub(/^.*\) /,""); print $12+$13}' "/proc/$p/stat" 2>/dev/null || echo 0)
+    t=$((t + ${v:-0}))
+  done
+  echo "$t"
+}
+rss_kib() { # VmRSS of a process and its descendants, KiB
+  local t=0 p v
+  for p in $(tree_pids "$1"); do
+    v=$(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+    t=$((t + ${v:-0}))
+  done
+  echo "$t"
+}
+fd_count() { local n=0 p; for p in $(tree_pids "$1"); do n=$((n + $(ls "/proc/$p/fd" 2>/dev/null | wc -l))); done; echo "$n"; }
+kv() { # kv "line" key -> value (or "-")
+  local v
+  v=$(grep -o " $2=[^ ]*" <<<" $1" | head -1 | cut -d= -f2-) || true
+  echo "${v:--}"
+}
+port_free() { ! (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# ---- 0. packages ------------------------------------------------------------------------
+need_pkgs=()
+if ! command -v squid >/dev/null || ! squid -v 2>/dev/null | grep -q -- '--with-openssl'; then need_pkgs+=(squid-openssl); fi
+command -v tinyproxy >/dev/null || need_pkgs+=(tinyproxy)
+command -v taskset >/dev/null || need_pkgs+=(util-linux)
+if ((${#need_pkgs[@]})); then
+  [[ $INSTALL == 1 ]] || die "missing ${need_pkgs[*]} and INSTALL=0"
+  log "installing ${need_pkgs[*]} (services are not started: policy-rc.d)"
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then # keep apt from starting squid/tinyproxy as services
+    INSTALLED_POLICY_RC=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' >"$INSTALLED_POLICY_RC"; chmod +x "$INSTALLED_POLICY_RC"
+  fi
+  apt-get update -qq >"$WORK/logs/apt.log" 2>&1 || die "apt-get update failed, see $WORK/logs/apt.log"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >>"$WORK/logs/apt.log" 2>&1 ||
+    die "apt-get install failed, see $WORK/logs/apt.log"
+  [[ -n ${INSTALLED_POLICY_RC:-} ]] && rm -f "$INSTALLED_POLICY_RC" && INSTALLED_POLICY_RC=
+fi
+squid -v | grep -q -- '--with-openssl' || die "squid is not built with OpenSSL (install squid-openssl)"
+
+# ---- 1. limits, build -------------------------------------------------------------------
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+if [[ $NOFILE != unlimited ]] && ((IDLE_N > 0 && NOFILE < 2 * IDLE_N + 200)); then
+  log "WARNING: RLIMIT_NOFILE is $NOFILE (hard limit; cannot raise to 65536 here); a proxy holding $IDLE_N tunnels needs $((2 * IDLE_N + 200))"
+fi
+
+export GOFLAGS=${GOFLAGS:--buildvcs=false}
+log "building loadgen"
+(cd "$ROOT" && go build -o "$WORK/bin/loadgen" ./bench/loadgen) || die "loadgen does not build"
+LG=$WORK/bin/loadgen
+
+HAVE_FG=0
+if [[ $FIXEDGATE != 0 ]]; then
+  log "building fixedgate"
+  if (cd "$ROOT" && go build -o "$WORK/bin/fixedgate" ./cmd/fixedgate) >"$WORK/logs/fixedgate-build.log" 2>&1; then
+    HAVE_FG=1
+  elif [[ $FIXEDGATE == 1 ]]; then
+    cat "$WORK/logs/fixedgate-build.log" >&2; die "fixedgate does not build (FIXEDGATE=1)"
+  else
+    log "fixedgate does not build yet (see $WORK/logs/fixedgate-build.log): its rows are skipped"
+  fi
+fi
+sel=()
+for t in $TARGETS; do
+  [[ $t == fixedgate-* && $HAVE_FG == 0 ]] && continue
+  sel+=("$t")
+done
+TARGETS=${sel[*]}
+
+for ap in "$ORIGIN_IP $ORIGIN_PORT" "$FG_IP $FG_HTTP_PORT" "$FG_IP $FG_TLS_PORT" "$SQUID_IP $SQUID_HTTP_PORT" \
+  "$SQUID_IP $SQUID_TLS_PORT" "$TINY_IP $TINY_PORT" "${FG_ADMIN%:*} ${FG_ADMIN##*:}"; do
+  # shellcheck disable=SC2086
+  port_free $ap || die "something already listens on ${ap/ /:} (a system squid/tinyproxy service?); stop it or change the *_PORT knobs"
+done
+
+# ---- 2. configs -------------------------------------------------------------------------
+mkdir -p "$WORK/squid" "$WORK/tinyproxy" "$WORK/fixedgate"
+"$LG" gencert -dir "$WORK/squid/tls" -ips "$SQUID_IP,127.0.0.1" -dns squid.bench.test -cn squid.bench.test
+cat >"$WORK/squid/squid.conf" <<EOF
+# squid $(squid -v | head -1 | awk '{print $4}') as a plain forward proxy; defaults kept except where noted.
+http_port $SQUID_IP:$SQUID_HTTP_PORT
+https_port $SQUID_IP:$SQUID_TLS_PORT tls-cert=$WORK/squid/tls/server.crt tls-key=$WORK/squid/tls/server.key
+acl bench_clients src 127.0.0.0/8
+acl origin_port port $ORIGIN_PORT
+acl CONNECT method CONNECT
+http_access deny CONNECT !origin_port
+http_access allow bench_clients
+http_access deny all
+# no disk cache (no cache_dir) and nothing cached in memory either
+cache deny all
+max_filedescriptors $([[ $NOFILE == unlimited ]] && echo 65536 || echo "$NOFILE")
+workers 1
+# access log as Debian ships it (via the log_file_daemon helper), into the work dir
+access_log daemon:$WORK/squid/access.log squid
+cache_log $WORK/squid/cache.log
+pid_filename $WORK/squid/squid.pid
+coredump_dir $WORK/squid
+netdb_filename none
+# CONNECT targets are IP literals; should anything be looked up, keep it on loopback
+dns_nameservers 127.0.0.1
+pinger_enable off
+shutdown_lifetime 1 seconds
+EOF
+SQUID_USER=$(id -u proxy >/dev/null 2>&1 && echo proxy || echo nobody)
+chown -R "$SQUID_USER" "$WORK/squid"
+
+cat >"$WORK/tinyproxy/tinyproxy.conf" <<EOF
+User nobody
+Group nogroup
+Port $TINY_PORT
+Listen $TINY_IP
+Timeout 600
+# one thread per client: enough for $CONC concurrent and the $IDLE_N-idle-tunnel test
+MaxClients $((IDLE_N > 1000 ? IDLE_N * 2 : 2000))
+LogFile "$WORK/tinyproxy/tinyproxy.log"
+LogLevel Info
+PidFile "$WORK/tinyproxy/tinyproxy.pid"
+Allow 127.0.0.0/8
+ConnectPort $ORIGIN_PORT
+DisableViaHeader Yes
+EOF
+chown -R nobody "$WORK/tinyproxy"
+
+{
+  echo "listen:"
+  echo "  - {address: \"$FG_IP:$FG_HTTP_PORT\", tls: false}"
+  echo "  - {address: \"$FG_IP:$FG_TLS_PORT\", tls: true}"
+  echo "tls:"
+  echo "  self_signed: {dir: $WORK/fixedgate/ca}"
+  [[ -n $FG_CURVES ]] && echo "  curves: [$FG_CURVES]"
+  echo "forward:"
+  echo "  allow: [{host: \"*\", ports: [$ORIGIN_PORT]}]"
+  echo "  allow_networks: [127.0.0.0/8]"
+  echo "resolver: {servers: [\"127.0.0.1:53\"]}  # targets are IP literals; keep any lookup on loopback"
+  echo "egress:"
+  echo "  addresses: [$FG_EGRESS]"
+  echo "admin: {listen: \"$FG_ADMIN\"}"
+  echo "log: {level: info, format: json}"
+  echo "limits: {max_conns_per_listener: 20000}"
+} >"$WORK/fixedgate/fixedgate.yaml"
+
+# ---- 3. servers -------------------------------------------------------------------------
+proxy_of() { case $1 in squid-*) echo squid ;; tinyproxy) echo tinyproxy ;; fixedgate-*) echo fixedgate ;; *) echo "" ;; esac; }
+proxy_args() {
+  case $1 in
+    direct) ;;
+    squid-http) echo "-proxy http://$SQUID_IP:$SQUID_HTTP_PORT" ;;
+    squid-https) echo "-proxy https://$SQUID_IP:$SQUID_TLS_PORT -proxy-ca $WORK/squid/tls/ca.crt" ;;
+    tinyproxy) echo "-proxy http://$TINY_IP:$TINY_PORT" ;;
+    fixedgate-http) echo "-proxy http://$FG_IP:$FG_HTTP_PORT" ;;
+    fixedgate-https) echo "-proxy https://$FG_IP:$FG_TLS_PORT -proxy-ca $WORK/fixedgate/ca/ca.crt" ;;
+    *) die "unknown target $1" ;;
+  esac
+}
+lg() { # loadgen MODE [args...] pinned to the load-generator CPU; stderr appended to logs/loadgen.log
+  local mode=$1; shift
+  nice -n "$NICE" taskset -c "$LOADGEN_CPU" "$LG" "$mode" -target "$ORIGIN" -origin-ca "$WORK/origin-ca.pem" "$@" 2>>"$WORK/logs/loadgen.log"
+}
+probe() { # probe TARGET: one tunnel + GET end to end, retried for up to 20 s
+  # shellcheck disable=SC2046
+  lg probe $(proxy_args "$1") -timeout 20s >/dev/null || die "$1 is not answering; see $WORK/logs/"
+}
+start_proxy() {
+  case $1 in
+    squid)
+      start_bg squid squid -N -f "$WORK/squid/squid.conf"
+      probe squid-http; probe squid-https ;;
+    tinyproxy)
+      start_bg tinyproxy tinyproxy -d -c "$WORK/tinyproxy/tinyproxy.conf"
+      probe tinyproxy ;;
+    fixedgate)
+      start_bg fixedgate "$WORK/bin/fixedgate" serve --config "$WORK/fixedgate/fixedgate.yaml"
+      local ok=0
+      for _ in $(seq 1 100); do
+        if curl -fsS -m 1 -o /dev/null "http://$FG_ADMIN/readyz" 2>/dev/null; then ok=1; break; fi
+        kill -0 "${PIDS[fixedgate]}" 2>/dev/null || break
+        sleep 0.2
+      done
+      ((ok)) || { tail -20 "$WORK/logs/fixedgate.log" >&2; die "fixedgate /readyz never answered 200"; }
+      probe fixedgate-http; probe fixedgate-https ;;
+  esac
+}
+
+log "starting origin on $ORIGIN (CPU $SERVER_CPU), loadgen on CPU $LOADGEN_CPU, RLIMIT_NOFILE=$NOFILE"
+start_bg origin "$LG" origin -listen "$ORIGIN" -ca-out "$WORK/origin-ca.pem" -max-life 30m
+for _ in $(seq 1 100); do grep -q '^READY' "$WORK/logs/origin.log" 2>/dev/null && break; sleep 0.1; done
+grep -q '^READY' "$WORK/logs/origin.log" || die "origin did not start: $(cat "$WORK/logs/origin.log")"
+probe direct
+
+need=" $TARGETS "
+[[ $need == *" squid-"* ]] && start_proxy squid
+[[ $need == *" tinyproxy "* ]] && start_proxy tinyproxy
+[[ $need == *" fixedgate-"* ]] && start_proxy fixedgate
+log "targets: $TARGETS"
+log "load average: $(cut -d' ' -f1-3 /proc/loadavg) (other work on this machine adds noise; rounds are interleaved)"
+
+# run_one TARGET ROUND MODE [extra loadgen args]: one loadgen run, appended to $RAW
+run_one() {
+  local target=$1 round=$2 mode=$3; shift 3
+  local pname pid=0 px0=0 px1=0 og0 og1 line
+  pname=$(proxy_of "$target")
+  [[ -n $pname ]] && pid=${PIDS[$pname]}
+  og0=$(cpu_ticks "${PIDS[origin]}")
+  ((pid)) && px0=$(cpu_ticks "$pid")
+  # shellcheck disable=SC2046
+  line=$(lg "$mode" $(proxy_args "$target") -label "$target" "$@" | grep '^RESULT' | tail -1) || true
+  ((pid)) && px1=$(cpu_ticks "$pid")
+  og1=$(cpu_ticks "${PIDS[origin]}")
+  if [[ -z $line ]]; then
+    log "  $target $mode: loadgen failed (see $WORK/logs/loadgen.log)"
+    line="RESULT mode=$mode failed=1"
+  fi
+  echo "T=$target R=$round $line px_ticks=$((px1 - px0)) origin_ticks=$((og1 - og0))" >>"$RAW"
+  local s
+  case $mode in
+    bulk) s="$(kv "$line" mib_s) MiB/s" ;;
+    *) s="$(kv "$line" rps) req/s p99 $(kv "$line" p99_ms) ms err $(kv "$line" err)" ;;
+  esac
+  log "  r$round $target $mode: $s (proxy cpu $(((px1 - px0) * 1000 / HZ)) ms)"
+}
+
+# ---- 4. rounds of (1)-(3) ---------------------------------------------------------------
+common=(-curves "$CURVES" -c "$CONC" -d "${DURATION}s" -warmup "${WARMUP}s")
+for r in $(seq 1 "$ROUNDS"); do
+  log "round $r/$ROUNDS"
+  # rotate the order every round so no target always runs first/last
+  order=($TARGETS)
+  rot=$(((r - 1) % ${#order[@]}))
+  order=("${order[@]:rot}" "${order[@]:0:rot}")
+  for t in "${order[@]}"; do
+    run_one "$t" "$r" newconn "${common[@]}"
+    run_one "$t" "$r" keepalive "${common[@]}"
+    run_one "$t" "$r" bulk -curves "$CURVES" -bytes "$BULK_BYTES" -timeout 120s
+  done
+done
+
+if [[ $CURVE_COMPARE == 1 ]]; then
+  log "curve comparison: newconn with Go's default groups (X25519MLKEM768 first)"
+  for t in $TARGETS; do
+    case $t in direct | *-https) run_one "$t" curves newconn -curves default -c "$CONC" -d "${DURATION}s" -warmup "${WARMUP}s" ;; esac
+  done
+fi
+for n in squid tinyproxy fixedgate; do stop_bg "$n"; done
+
+# ---- 5. idle tunnels --------------------------------------------------------------------
+IDLE_RAW=$WORK/idle.raw
+: >"$IDLE_RAW"
+idle_one() { # fresh proxy, warm-up, RSS, open IDLE_N tunnels, RSS, release
+  local target=$1 pname pid rss0 rss1 fds line ready="" out=$WORK/logs/idle-$1.out lgpid
+  pname=$(proxy_of "$target")
+  start_proxy "$pname"
+  pid=${PIDS[$pname]}
+  # shellcheck disable=SC2046
+  lg newconn $(proxy_args "$target") -c 8 -d 1s -warmup 0s >/dev/null || true
+  sleep 1
+  rss0=$(rss_kib "$pid")
+  # shellcheck disable=SC2046
+  nice -n "$NICE" taskset -c "$LOADGEN_CPU" "$LG" idle -target "$ORIGIN" -origin-ca "$WORK/origin-ca.pem" \
+    $(proxy_args "$target") -curves "$CURVES" -n "$IDLE_N" -c 64 -hold 180s -label "$target" >"$out" 2>>"$WORK/logs/loadgen.log" &
+  lgpid=$!
+  PIDS[idle-loadgen]=$lgpid
+  for _ in $(seq 1 1500); do # <= 150 s to open them all
+    ready=$(grep '^READY' "$out" 2>/dev/null || true)
+    [[ -n $ready ]] && break
+    kill -0 "$lgpid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [[ -z $ready ]]; then
+    log "  idle $target: loadgen never got ready"
+    stop_bg idle-loadgen; stop_bg "$pname"
+    echo "T=$target failed=1" >>"$IDLE_RAW"
+    return 0
+  fi
+  sleep "$IDLE_SETTLE"
+  rss1=$(rss_kib "$pid")
+  fds=$(fd_count "$pid")
+  kill -USR1 "$lgpid" 2>/dev/null || true
+  for _ in $(seq 1 600); do kill -0 "$lgpid" 2>/dev/null || break; sleep 0.1; done
+  stop_bg idle-loadgen
+  line=$(grep '^RESULT' "$out" | tail -1) || true
+  local opened
+  opened=$(kv "$ready" opened)
+  local per=-
+  ((opened > 0)) && per=$(awk -v a="$rss0" -v b="$rss1" -v n="$opened" 'BEGIN{printf "%.1f", (b-a)/n}')
+  echo "T=$target opened=$opened failed=$(kv "$ready" failed) open_secs=$(kv "$ready" secs) rss0_kib=$rss0 rss1_kib=$rss1 fds=$fds kib_per_tunnel=$per alive_after=$(kv "$line" alive_after)" >>"$IDLE_RAW"
+  log "  idle $target: opened $opened/$IDLE_N (failed $(kv "$ready" failed)) RSS $rss0 -> $rss1 KiB = $per KiB/tunnel, fds $fds, alive after hold $(kv "$line" alive_after)"
+  stop_bg "$pname"
+}
+if ((IDLE_N > 0)); then
+  log "idle tunnels: $IDLE_N per proxy, each with a TLS handshake to the origin and one GET"
+  for t in $TARGETS; do [[ $t != direct ]] && idle_one "$t"; done
+fi
+stop_bg origin
+
+# ---- 6. report --------------------------------------------------------------------------
+# med TARGET MODE KEY [ROUND-FILTER]: median over rounds of KEY (derived keys: px_us_req, px_s_gib)
+med() {
+  local target=$1 mode=$2 key=$3 rf=${4:-num}
+  awk -v t="T=$target" -v m="mode=$mode" -v k="$key" -v rf="$rf" -v hz="$HZ" '
+    $1 != t || index($0, " " m " ") == 0 { next }
+    rf == "num" && $2 !~ /^R=[0-9]+$/ { next }
+    rf != "num" && $2 != "R=" rf { next }
+    / failed=1/ { next }
+    {
+      delete f
+      for (i = 3; i <= NF; i++) { split($i, kvp, "="); f[kvp[1]] = substr($i, length(kvp[1]) + 2) }
+      if (k == "px_us_req") { if (f["ok_total"] + 0 == 0) next; v = f["px_ticks"] * 1e6 / hz / f["ok_total"] }
+      else if (k == "px_s_gib") { if (f["bytes"] + 0 == 0) next; v = f["px_ticks"] / hz / (f["bytes"] / 1073741824) }
+      else if (!(k in f)) next
+      else v = f[k]
+      vals[++n] = v + 0
+    }
+    END {
+      if (n == 0) { print "-"; exit }
+      for (i = 2; i <= n; i++) { x = vals[i]; j = i - 1; while (j > 0 && vals[j] > x) { vals[j + 1] = vals[j]; j-- }; vals[j + 1] = x }
+      m = (n % 2) ? vals[(n + 1) / 2] : (vals[n / 2] + vals[n / 2 + 1]) / 2
+      printf "%.6g\n", m
+    }' "$RAW"
+}
+idlekv() { local l; l=$(grep "^T=$1 " "$IDLE_RAW" 2>/dev/null | tail -1) || true; kv "$l" "$2"; }
+fmt() { awk -v v="$1" -v p="${2:-0}" 'BEGIN{ if (v == "-" || v == "") print "-"; else printf "%." p "f", v }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
+
+declare -A M
+keys=(new_rps new_p50 new_p99 new_err ka_rps ka_p99 bulk px_new px_ka px_bulk)
+for t in $TARGETS; do
+  M[$t,new_rps]=$(med "$t" newconn rps);   M[$t,new_p50]=$(med "$t" newconn p50_ms)
+  M[$t,new_p99]=$(med "$t" newconn p99_ms); M[$t,new_err]=$(med "$t" newconn err)
+  M[$t,ka_rps]=$(med "$t" keepalive rps);  M[$t,ka_p99]=$(med "$t" keepalive p99_ms)
+  M[$t,bulk]=$(med "$t" bulk mib_s)
+  M[$t,px_new]=$(med "$t" newconn px_us_req); M[$t,px_ka]=$(med "$t" keepalive px_us_req)
+  M[$t,px_bulk]=$(med "$t" bulk px_s_gib)
+  M[$t,idle]=$(idlekv "$t" kib_per_tunnel); M[$t,idle_open]=$(idlekv "$t" opened)
+  M[$t,idle_alive]=$(idlekv "$t" alive_after)
+done
+
+REPORT=$WORK/report.txt
+{
+  echo
+  echo "fixedgate peer benchmark — $(date -u '+%Y-%m-%d %H:%M UTC') — $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(uname -r)"
+  echo "servers on CPU $SERVER_CPU, loadgen on CPU $LOADGEN_CPU; rounds=$ROUNDS duration=${DURATION}s warmup=${WARMUP}s conc=$CONC bulk=$BULK_BYTES B idle=$IDLE_N curves=$CURVES nofile=$NOFILE"
+  echo "squid $(squid -v | head -1 | awk '{print $4}') (OpenSSL), tinyproxy $(tinyproxy -v 2>&1 | awk '{print $2}'), $(go version | awk '{print $3}'); medians of $ROUNDS rounds"
+  echo
+  printf '%-16s %9s %8s %8s %6s | %9s %8s | %9s | %9s %8s %9s | %9s %11s\n' \
+    target new/s p50_ms p99_ms err ka/s p99_ms bulk_MiB/s px_us/new px_us/ka px_s/GiB idle_KiB/t idle_open/ok
+  for t in $TARGETS; do
+    io=-; [[ $t != direct && ${M[$t,idle_open]} != - ]] && io="${M[$t,idle_open]}/${M[$t,idle_alive]}"
+    printf '%-16s %9s %8s %8s %6s | %9s %8s | %9s | %9s %8s %9s | %9s %11s\n' "$t" \
+      "$(fmt "${M[$t,new_rps]}")" "$(fmt "${M[$t,new_p50]}" 1)" "$(fmt "${M[$t,new_p99]}" 1)" "$(fmt "${M[$t,new_err]}")" \
+      "$(fmt "${M[$t,ka_rps]}")" "$(fmt "${M[$t,ka_p99]}" 2)" "$(fmt "${M[$t,bulk]}")" \
+      "$([[ $t == direct ]] && echo - || fmt "${M[$t,px_new]}")" "$([[ $t == direct ]] && echo - || fmt "${M[$t,px_ka]}" 1)" \
+      "$([[ $t == direct ]] && echo - || fmt "${M[$t,px_bulk]}" 2)" \
+      "$([[ $t == direct ]] && echo - || fmt "${M[$t,idle]}" 1)" "$io"
+  done
+  echo
+  echo "ratios vs direct (new/s, ka/s, bulk: higher is better; p99: lower is better)"
+  printf '%-16s %9s %8s %9s %8s %10s\n' target new/s new_p99 ka/s ka_p99 bulk
+  for t in $TARGETS; do
+    [[ $t == direct ]] && continue
+    printf '%-16s %9s %8s %9s %8s %10s\n' "$t" \
+      "$(ratio "${M[$t,new_rps]}" "${M[direct,new_rps]:--}")" "$(ratio "${M[$t,new_p99]}" "${M[direct,new_p99]:--}")" \
+      "$(ratio "${M[$t,ka_rps]}" "${M[direct,ka_rps]:--}")" "$(ratio "${M[$t,ka_p99]}" "${M[direct,ka_p99]:--}")" \
+      "$(ratio "${M[$t,bulk]}" "${M[direct,bulk]:--}")"
+  done
+  for pair in "fixedgate-https squid-https" "fixedgate-http squid-http" "fixedgate-http tinyproxy"; do
+    set -- $pair
+    [[ " $TARGETS " == *" $1 "* && " $TARGETS " == *" $2 "* ]] || continue
+    echo
+    echo "$1 / $2 (throughput: >1 is better for fixedgate; p99, px_*, idle: <1 is better)"
+    printf '  new/s %s  new_p99 %s  ka/s %s  ka_p99 %s  bulk %s  px_us/new %s  px_us/ka %s  px_s/GiB %s  idle_KiB/t %s\n' \
+      "$(ratio "${M[$1,new_rps]}" "${M[$2,new_rps]}")" "$(ratio "${M[$1,new_p99]}" "${M[$2,new_p99]}")" \
+      "$(ratio "${M[$1,ka_rps]}" "${M[$2,ka_rps]}")" "$(ratio "${M[$1,ka_p99]}" "${M[$2,ka_p99]}")" \
+      "$(ratio "${M[$1,bulk]}" "${M[$2,bulk]}")" "$(ratio "${M[$1,px_new]}" "${M[$2,px_new]}")" \
+      "$(ratio "${M[$1,px_ka]}" "${M[$2,px_ka]}")" "$(ratio "${M[$1,px_bulk]}" "${M[$2,px_bulk]}")" \
+      "$(ratio "${M[$1,idle]}" "${M[$2,idle]}")"
+  done
+  if [[ $CURVE_COMPARE == 1 ]]; then
+    echo
+    echo "key exchange: newconn with -curves $CURVES (median above) vs Go's default groups (one run)"
+    printf '%-16s %9s %9s %10s %10s  %s\n' target new/s:$CURVES new/s:dflt px_us:$CURVES px_us:dflt "negotiated with default (proxy | origin)"
+    for t in $TARGETS; do
+      case $t in direct | *-https) ;; *) continue ;; esac
+      l=$(grep "^T=$t R=curves " "$RAW" | tail -1) || true
+      printf '%-16s %9s %9s %10s %10s  %s | %s\n' "$t" "$(fmt "${M[$t,new_rps]}")" "$(fmt "$(med "$t" newconn rps curves)")" \
+        "$([[ $t == direct ]] && echo - || fmt "${M[$t,px_new]}")" "$([[ $t == direct ]] && echo - || fmt "$(med "$t" newconn px_us_req curves)")" \
+        "$(kv "$l" tls_proxy)" "$(kv "$l" tls_origin)"
+    done
+  fi
+  echo
+  echo "spread over rounds (min..max)"
+  for t in $TARGETS; do
+    printf '  %-16s' "$t"
+    for mk in "newconn rps new/s" "newconn p99_ms new_p99" "keepalive rps ka/s" "bulk mib_s bulk"; do
+      set -- $mk
+      printf ' %s %s' "$3" "$(awk -v t="T=$t" -v m="mode=$1" -v k="$2" '$1==t && $2 ~ /^R=[0-9]+$/ && index($0," " m " ") {
+          for (i=3;i<=NF;i++) if (index($i, k "=") == 1) { v = substr($i, length(k)+2) + 0; if (n++ == 0 || v < lo) lo = v; if (n == 1 || v > hi) hi = v } }
+        END { if (n) printf "%.0f..%.0f", lo, hi; else printf "-" }' "$RAW")"
+    done
+    echo
+  done
+  echo
+  echo "columns: new = fresh CONNECT+TLS+GET+close per request ($CONC workers); ka = keep-alive GETs in $CONC open tunnels;"
+  echo "  bulk = one ${BULK_BYTES}-byte GET through one tunnel; px_us/* = proxy CPU (all its processes) per request, px_s/GiB per GiB;"
+  echo "  idle_KiB/t = (proxy RSS with $IDLE_N idle tunnels - RSS before) / tunnels opened; idle_open/ok = tunnels opened / still answering after the hold."
+  echo "raw: $RAW  $IDLE_RAW"
+} | tee "$REPORT"
