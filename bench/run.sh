@@ -31,7 +31,7 @@ TARGETS=${TARGETS:-"direct squid-http squid-https tinyproxy fixedgate-http fixed
 FIXEDGATE=${FIXEDGATE:-auto}     # auto: include fixedgate if it builds; 0: skip; 1: required
 FG_CURVES=${FG_CURVES:-}         # e.g. "X25519" to pin fixedgate's server groups; empty: its default
 INSTALL=${INSTALL:-1}            # 0: never call apt-get
-NICE=${NICE:--5}                 # niceness of every benchmark process (machine is shared)
+NICE=${NICE:--10}                # niceness of every benchmark process (the machine is shared)
 SERVER_CPU=${SERVER_CPU:-0}      # origin + proxies
 LOADGEN_CPU=${LOADGEN_CPU:-1}    # load generator
 ORIGIN_IP=${ORIGIN_IP:-127.0.0.1}
@@ -105,6 +105,11 @@ kv() { # kv "line" key -> value (or "-")
   local v
   v=$(grep -o " $2=[^ ]*" <<<" $1" | head -1 | cut -d= -f2-) || true
   echo "${v:--}"
+}
+cpu_snap() { # "busy total" jiffies for the whole machine, the server CPU and the loadgen CPU
+  awk -v s="cpu$SERVER_CPU" -v l="cpu$LOADGEN_CPU" '
+    $1 == "cpu" || $1 == s || $1 == l { b = $2 + $3 + $4 + $7 + $8 + $9; t = b + $5 + $6; v[$1] = b " " t }
+    END { print v["cpu"], v[s], v[l] }' /proc/stat
 }
 port_free() { ! (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
@@ -290,27 +295,45 @@ run_one() {
   local pname pid=0 px0=0 px1=0 og0 og1 line
   pname=$(proxy_of "$target")
   [[ -n $pname ]] && pid=${PIDS[$pname]}
+  local s0 s1 diag
   og0=$(cpu_ticks "${PIDS[origin]}")
   ((pid)) && px0=$(cpu_ticks "$pid")
+  s0=$(cpu_snap)
   # shellcheck disable=SC2046
   line=$(lg "$mode" $(proxy_args "$target") -label "$target" "$@" | grep '^RESULT' | tail -1) || true
+  s1=$(cpu_snap)
   ((pid)) && px1=$(cpu_ticks "$pid")
   og1=$(cpu_ticks "${PIDS[origin]}")
   if [[ -z $line ]]; then
     log "  $target $mode: loadgen failed (see $WORK/logs/loadgen.log)"
     line="RESULT mode=$mode failed=1"
   fi
-  echo "T=$target R=$round $line px_ticks=$((px1 - px0)) origin_ticks=$((og1 - og0))" >>"$RAW"
+  # whole-run CPU picture: server core busy %, loadgen core busy %, and the share of the
+  # machine not charged to origin + proxy + loadgen (other people's work, unattributed softirq)
+  diag=$(awk -v a="$s0" -v b="$s1" -v ours=$((px1 - px0 + og1 - og0)) -v lgms="$(kv "$line" lg_cpu_ms_total)" -v hz="$HZ" 'BEGIN {
+      split(a, x, " "); split(b, y, " ")
+      lgt = (lgms == "-") ? 0 : lgms * hz / 1000
+      tot = y[2] - x[2]; if (tot <= 0) tot = 1
+      st = y[4] - x[4]; if (st <= 0) st = 1
+      lt = y[6] - x[6]; if (lt <= 0) lt = 1
+      o = 100 * (y[1] - x[1] - ours - lgt) / tot; if (o < 0) o = 0
+      printf "srv_core_pct=%.0f lg_core_pct=%.0f other_pct=%.0f", 100 * (y[3] - x[3]) / st, 100 * (y[5] - x[5]) / lt, o }')
+  echo "T=$target R=$round $line px_ticks=$((px1 - px0)) origin_ticks=$((og1 - og0)) $diag" >>"$RAW"
   local s
   case $mode in
     bulk) s="$(kv "$line" mib_s) MiB/s" ;;
     *) s="$(kv "$line" rps) req/s p99 $(kv "$line" p99_ms) ms err $(kv "$line" err)" ;;
   esac
-  log "  r$round $target $mode: $s (proxy cpu $(((px1 - px0) * 1000 / HZ)) ms)"
+  log "  r$round $target $mode: $s (proxy cpu $(((px1 - px0) * 1000 / HZ)) ms; $diag)"
 }
 
 # ---- 4. rounds of (1)-(3) ---------------------------------------------------------------
 common=(-curves "$CURVES" -c "$CONC" -d "${DURATION}s" -warmup "${WARMUP}s")
+log "priming every target (1 s of newconn each, not recorded)"
+for t in $TARGETS; do
+  # shellcheck disable=SC2046
+  lg newconn $(proxy_args "$t") -curves "$CURVES" -c "$CONC" -d 1s -warmup 0s >/dev/null || true
+done
 for r in $(seq 1 "$ROUNDS"); do
   log "round $r/$ROUNDS"
   # rotate the order every round so no target always runs first/last
@@ -485,6 +508,17 @@ REPORT=$WORK/report.txt
       printf ' %s %s' "$3" "$(awk -v t="T=$t" -v m="mode=$1" -v k="$2" '$1==t && $2 ~ /^R=[0-9]+$/ && index($0," " m " ") {
           for (i=3;i<=NF;i++) if (index($i, k "=") == 1) { v = substr($i, length(k)+2) + 0; if (n++ == 0 || v < lo) lo = v; if (n == 1 || v > hi) hi = v } }
         END { if (n) printf "%.0f..%.0f", lo, hi; else printf "-" }' "$RAW")"
+    done
+    echo
+  done
+  echo
+  echo "CPU during the runs (medians, %): server core (origin + proxy) / loadgen core / other work on the machine"
+  echo "  a core near 100% is that run's bottleneck; a high 'other' means the run was disturbed"
+  printf '  %-16s %14s %14s %14s\n' target newconn keepalive bulk
+  for t in $TARGETS; do
+    printf '  %-16s' "$t"
+    for m in newconn keepalive bulk; do
+      printf ' %14s' "$(fmt "$(med "$t" $m srv_core_pct)")/$(fmt "$(med "$t" $m lg_core_pct)")/$(fmt "$(med "$t" $m other_pct)")"
     done
     echo
   done

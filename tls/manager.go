@@ -311,7 +311,8 @@ func certNames(leaf *x509.Certificate) []string {
 	for _, ip := range leaf.IPAddresses {
 		names = append(names, ip.String())
 	}
-	return names
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 func primaryName(leaf *x509.Certificate) string {

@@ -145,6 +145,7 @@ func runClient(mode string, args []string) error {
 	}
 	res.set("tls_proxy", d.proxyInfo)
 	res.set("tls_origin", d.orgInfo)
+	res.set("lg_cpu_ms_total", cpuTime())
 	res.print()
 	return nil
 }

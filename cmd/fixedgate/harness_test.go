@@ -174,6 +174,7 @@ type proc struct {
 	caFile    string // the proxy's self-signed CA
 	mu        sync.Mutex
 	logs      strings.Builder
+	stdout    strings.Builder
 	exited    chan struct{}
 	exitErr   error
 	readyOnce sync.Once
@@ -239,21 +240,31 @@ func (f *fixture) startProxy(t *testing.T, extra string) *proc {
 	return p
 }
 
-func startBinary(t *testing.T, config string, extraArgs ...string) *proc {
+func startBinary(t *testing.T, config string) *proc {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "fixedgate.yaml")
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(binPath, append([]string{"serve", "--config", path}, extraArgs...)...)
+	return startBinaryArgs(t, "serve", "--config", path)
+}
+
+// startBinaryArgs starts fixedgate with args, collecting its stdout and its log (stderr).
+func startBinaryArgs(t *testing.T, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binPath, args...)
 	// The proxy must never use a proxy from its own environment for outbound traffic.
 	cmd.Env = append(os.Environ(), "HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stdout = io.Discard
 	p := &proc{t: t, cmd: cmd, exited: make(chan struct{}), ready: make(chan struct{})}
+	cmd.Stdout = writerFunc(func(b []byte) (int, error) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.stdout.Write(b)
+	})
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +276,7 @@ func startBinary(t *testing.T, config string, extraArgs ...string) *proc {
 			p.mu.Lock()
 			p.logs.WriteString(line + "\n")
 			p.mu.Unlock()
-			if strings.Contains(line, `"msg":"ready"`) {
+			if strings.Contains(line, `"msg":"ready"`) || strings.Contains(line, "\tready\t") {
 				p.readyOnce.Do(func() { close(p.ready) })
 			}
 		}
@@ -284,6 +295,16 @@ func startBinary(t *testing.T, config string, extraArgs ...string) *proc {
 		}
 	})
 	return p
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+func (p *proc) out() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stdout.String()
 }
 
 func (p *proc) waitReady() {
