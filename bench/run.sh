@@ -56,9 +56,10 @@ die() { log "FATAL: $*"; exit 1; }
 
 # ---- process bookkeeping: we only ever signal PIDs we started ----------------------------
 declare -A PIDS=()
-start_bg() { # name cmd... ; stdout+stderr -> $WORK/logs/name.log
+start_bg() { # name cmd... ; stdout+stderr appended to $WORK/logs/name.log
   local name=$1; shift
-  nice -n "$NICE" taskset -c "$SERVER_CPU" "$@" >"$WORK/logs/$name.log" 2>&1 &
+  echo "=== $(date -u +%FT%TZ) start: $*" >>"$WORK/logs/$name.log"
+  nice -n "$NICE" taskset -c "$SERVER_CPU" "$@" >>"$WORK/logs/$name.log" 2>&1 &
   PIDS[$name]=$!
 }
 stop_bg() {
@@ -359,7 +360,7 @@ for n in squid tinyproxy fixedgate; do stop_bg "$n"; done
 IDLE_RAW=$WORK/idle.raw
 : >"$IDLE_RAW"
 idle_one() { # fresh proxy, warm-up, RSS, open IDLE_N tunnels, RSS, release
-  local target=$1 pname pid rss0 rss1 fds line ready="" out=$WORK/logs/idle-$1.out lgpid
+  local target=$1 pname pid rss0 rss1 fds0 fds line ready="" out=$WORK/logs/idle-$1.out lgpid
   pname=$(proxy_of "$target")
   start_proxy "$pname"
   pid=${PIDS[$pname]}
@@ -367,6 +368,7 @@ idle_one() { # fresh proxy, warm-up, RSS, open IDLE_N tunnels, RSS, release
   lg newconn $(proxy_args "$target") -c 8 -d 1s -warmup 0s >/dev/null || true
   sleep 1
   rss0=$(rss_kib "$pid")
+  fds0=$(fd_count "$pid")
   # shellcheck disable=SC2046
   nice -n "$NICE" taskset -c "$LOADGEN_CPU" "$LG" idle -target "$ORIGIN" -origin-ca "$WORK/origin-ca.pem" \
     $(proxy_args "$target") -curves "$CURVES" -n "$IDLE_N" -c 64 -hold 180s -label "$target" >"$out" 2>>"$WORK/logs/loadgen.log" &
@@ -393,10 +395,13 @@ idle_one() { # fresh proxy, warm-up, RSS, open IDLE_N tunnels, RSS, release
   line=$(grep '^RESULT' "$out" | tail -1) || true
   local opened
   opened=$(kv "$ready" opened)
-  local per=-
-  ((opened > 0)) && per=$(awk -v a="$rss0" -v b="$rss1" -v n="$opened" 'BEGIN{printf "%.1f", (b-a)/n}')
-  echo "T=$target opened=$opened failed=$(kv "$ready" failed) open_secs=$(kv "$ready" secs) rss0_kib=$rss0 rss1_kib=$rss1 fds=$fds kib_per_tunnel=$per alive_after=$(kv "$line" alive_after)" >>"$IDLE_RAW"
-  log "  idle $target: opened $opened/$IDLE_N (failed $(kv "$ready" failed)) RSS $rss0 -> $rss1 KiB = $per KiB/tunnel, fds $fds, alive after hold $(kv "$line" alive_after)"
+  local per=- fper=-
+  if ((opened > 0)); then
+    per=$(awk -v a="$rss0" -v b="$rss1" -v n="$opened" 'BEGIN{printf "%.1f", (b-a)/n}')
+    fper=$(awk -v a="$fds0" -v b="$fds" -v n="$opened" 'BEGIN{printf "%.1f", (b-a)/n}')
+  fi
+  echo "T=$target opened=$opened failed=$(kv "$ready" failed) open_secs=$(kv "$ready" secs) rss0_kib=$rss0 rss1_kib=$rss1 fds0=$fds0 fds=$fds kib_per_tunnel=$per fds_per_tunnel=$fper alive_after=$(kv "$line" alive_after)" >>"$IDLE_RAW"
+  log "  idle $target: opened $opened/$IDLE_N (failed $(kv "$ready" failed)) RSS $rss0 -> $rss1 KiB = $per KiB/tunnel, fds $fds0 -> $fds = $fper/tunnel, alive after hold $(kv "$line" alive_after)"
   stop_bg "$pname"
 }
 if ((IDLE_N > 0)); then
@@ -444,6 +449,7 @@ for t in $TARGETS; do
   M[$t,px_new]=$(med "$t" newconn px_us_req); M[$t,px_ka]=$(med "$t" keepalive px_us_req)
   M[$t,px_bulk]=$(med "$t" bulk px_s_gib)
   M[$t,idle]=$(idlekv "$t" kib_per_tunnel); M[$t,idle_open]=$(idlekv "$t" opened)
+  M[$t,idle_fd]=$(idlekv "$t" fds_per_tunnel)
   M[$t,idle_alive]=$(idlekv "$t" alive_after)
 done
 
@@ -454,16 +460,16 @@ REPORT=$WORK/report.txt
   echo "servers on CPU $SERVER_CPU, loadgen on CPU $LOADGEN_CPU; rounds=$ROUNDS duration=${DURATION}s warmup=${WARMUP}s conc=$CONC bulk=$BULK_BYTES B idle=$IDLE_N curves=$CURVES nofile=$NOFILE"
   echo "squid $(squid -v | head -1 | awk '{print $4}') (OpenSSL), tinyproxy $(tinyproxy -v 2>&1 | awk '{print $2}'), $(go version | awk '{print $3}'); medians of $ROUNDS rounds"
   echo
-  printf '%-16s %9s %8s %8s %6s | %9s %8s | %9s | %9s %8s %9s | %9s %11s\n' \
-    target new/s p50_ms p99_ms err ka/s p99_ms bulk_MiB/s px_us/new px_us/ka px_s/GiB idle_KiB/t idle_open/ok
+  printf '%-16s %9s %8s %8s %6s | %9s %8s | %9s | %9s %8s %9s | %9s %5s %11s\n' \
+    target new/s p50_ms p99_ms err ka/s p99_ms bulk_MiB/s px_us/new px_us/ka px_s/GiB idle_KiB/t fd/t idle_open/ok
   for t in $TARGETS; do
     io=-; [[ $t != direct && ${M[$t,idle_open]} != - ]] && io="${M[$t,idle_open]}/${M[$t,idle_alive]}"
-    printf '%-16s %9s %8s %8s %6s | %9s %8s | %9s | %9s %8s %9s | %9s %11s\n' "$t" \
+    printf '%-16s %9s %8s %8s %6s | %9s %8s | %9s | %9s %8s %9s | %9s %5s %11s\n' "$t" \
       "$(fmt "${M[$t,new_rps]}")" "$(fmt "${M[$t,new_p50]}" 1)" "$(fmt "${M[$t,new_p99]}" 1)" "$(fmt "${M[$t,new_err]}")" \
       "$(fmt "${M[$t,ka_rps]}")" "$(fmt "${M[$t,ka_p99]}" 2)" "$(fmt "${M[$t,bulk]}")" \
       "$([[ $t == direct ]] && echo - || fmt "${M[$t,px_new]}")" "$([[ $t == direct ]] && echo - || fmt "${M[$t,px_ka]}" 1)" \
       "$([[ $t == direct ]] && echo - || fmt "${M[$t,px_bulk]}" 2)" \
-      "$([[ $t == direct ]] && echo - || fmt "${M[$t,idle]}" 1)" "$io"
+      "$([[ $t == direct ]] && echo - || fmt "${M[$t,idle]}" 1)" "$([[ $t == direct ]] && echo - || fmt "${M[$t,idle_fd]}" 1)" "$io"
   done
   echo
   echo "ratios vs direct (new/s, ka/s, bulk: higher is better; p99: lower is better)"
@@ -525,6 +531,7 @@ REPORT=$WORK/report.txt
   echo
   echo "columns: new = fresh CONNECT+TLS+GET+close per request ($CONC workers); ka = keep-alive GETs in $CONC open tunnels;"
   echo "  bulk = one ${BULK_BYTES}-byte GET through one tunnel; px_us/* = proxy CPU (all its processes) per request, px_s/GiB per GiB;"
-  echo "  idle_KiB/t = (proxy RSS with $IDLE_N idle tunnels - RSS before) / tunnels opened; idle_open/ok = tunnels opened / still answering after the hold."
+  echo "  idle_KiB/t = (proxy RSS with $IDLE_N idle tunnels - RSS before) / tunnels opened (user-space only: kernel socket/pipe memory is not in RSS);"
+  echo "  fd/t = proxy file descriptors per idle tunnel; idle_open/ok = tunnels opened (of $IDLE_N) / still answering a GET after the hold."
   echo "raw: $RAW  $IDLE_RAW"
 } | tee "$REPORT"

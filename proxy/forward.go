@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/fixedgate/fixedgate/proxy/egress"
@@ -274,9 +275,16 @@ type stream struct {
 	w        io.Writer
 	rc       *http.ResponseController
 	upstream *net.TCPConn
+	closed   atomic.Bool
 }
 
-func (st *stream) Read(p []byte) (int, error) { return st.body.Read(p) }
+func (st *stream) Read(p []byte) (int, error) {
+	n, err := st.body.Read(p)
+	if err != nil && err != io.EOF && st.closed.Load() {
+		err = net.ErrClosed
+	}
+	return n, err
+}
 
 func (st *stream) Write(p []byte) (int, error) {
 	n, err := st.w.Write(p)
@@ -288,7 +296,13 @@ func (st *stream) Write(p []byte) (int, error) {
 
 func (st *stream) SetReadDeadline(t time.Time) error { return st.rc.SetReadDeadline(t) }
 
-func (st *stream) CloseWrite() error { return st.upstream.Close() }
+// CloseWrite ends the tunnel: it stops reading the client's stream so the handler can return,
+// which ends the response stream.
+func (st *stream) CloseWrite() error {
+	st.closed.Store(true)
+	st.body.Close()
+	return st.upstream.Close()
+}
 
 // serveForward proxies an absolute-form request (plain HTTP from an HTTP_PROXY client), upgraded
 // to HTTPS upstream where the matching rule says upgrade_tls.

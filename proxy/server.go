@@ -104,7 +104,7 @@ func New(opts Options) (*Server, error) {
 		opts:       opts,
 		limits:     opts.Limits,
 		log:        opts.Log,
-		stdLog:     zap.NewStdLog(opts.Log.WithOptions(zap.IncreaseLevel(zapcore.WarnLevel))),
+		stdLog:     newStdLog(opts.Log),
 		policy:     pol,
 		auth:       newAuthenticator(opts.Forward.Users),
 		egress:     opts.Egress,
@@ -285,4 +285,14 @@ func (s *Server) transportFor(src netip.Addr) *http.Transport {
 	}
 	s.transports[src] = t
 	return t
+}
+
+// newStdLog routes net/http's own messages (mostly TLS handshake failures from scanners and
+// broken clients) to the debug level, where they do not drown the summary lines.
+func newStdLog(l *zap.Logger) *log.Logger {
+	sl, err := zap.NewStdLogAt(l.Named("http"), zapcore.DebugLevel)
+	if err != nil {
+		return zap.NewStdLog(l)
+	}
+	return sl
 }

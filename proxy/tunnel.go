@@ -15,7 +15,8 @@ import (
 // Linux a TCP-to-TCP step is a splice(2) loop, so the size only bounds how often we look up.
 const tunnelChunk = 256 << 10
 
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+// copyBufs hold one TLS record's worth: the unit a TLS leg reads and writes in.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
 // halfCloser is a connection whose write side can be shut while reads continue.
 type halfCloser interface{ CloseWrite() error }
@@ -31,33 +32,51 @@ type pipe struct {
 	up, down atomic.Int64 // bytes client→upstream and upstream→client
 }
 
-// run copies until done and returns the first error that was not a clean end.
+// run copies until done and returns the first error that was not a clean end. One direction
+// runs on the calling goroutine, so a tunnel costs one extra goroutine, not two.
 func (p *pipe) run(client, upstream io.ReadWriter, closeBoth func()) error {
 	p.lastMove.Store(time.Now().UnixNano())
-	errc := make(chan error, 2)
-	go func() { errc <- p.copy(upstream, client, &p.up) }()
-	go func() { errc <- p.copy(client, upstream, &p.down) }()
-	first := <-errc
-	if first != nil {
+	errc := make(chan error, 1)
+	go func() {
+		err := p.copy(upstream, client, &p.up)
+		if err != nil {
+			closeBoth()
+		}
+		errc <- err
+	}()
+	down := p.copy(client, upstream, &p.down)
+	if down != nil {
 		closeBoth()
 	}
-	second := <-errc
+	up := <-errc
 	closeBoth()
-	if first != nil {
-		return first
+	switch {
+	case down != nil && !errors.Is(down, net.ErrClosed):
+		return down
+	case up != nil && !errors.Is(up, net.ErrClosed):
+		return up
+	case down != nil:
+		return down
 	}
-	return second
+	return up
 }
 
 func (p *pipe) copy(dst io.Writer, src io.Reader, count *atomic.Int64) error {
 	rd, _ := src.(readDeadliner)
-	bufp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bufp)
+	// TCP to TCP splices in the kernel and needs no buffer; an idle spliced tunnel holds none.
+	var buf []byte
+	_, srcTCP := src.(*net.TCPConn)
+	_, dstTCP := dst.(*net.TCPConn)
+	if !srcTCP || !dstTCP {
+		bufp := copyBufs.Get().(*[]byte)
+		defer copyBufs.Put(bufp)
+		buf = *bufp
+	}
 	for {
 		if rd != nil {
 			rd.SetReadDeadline(time.Now().Add(p.idle))
 		}
-		n, err := io.CopyBuffer(dst, &io.LimitedReader{R: src, N: tunnelChunk}, *bufp)
+		n, err := io.CopyBuffer(dst, &io.LimitedReader{R: src, N: tunnelChunk}, buf)
 		if n > 0 {
 			count.Add(n)
 			p.lastMove.Store(time.Now().UnixNano())

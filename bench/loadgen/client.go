@@ -35,6 +35,7 @@ type clientOpts struct {
 	n          int
 	hold       time.Duration
 	idleGet    bool
+	maxFail    int64
 	verifyMemo bool
 	label      string
 }
@@ -58,6 +59,7 @@ func parseClientFlags(mode string, args []string) (*clientOpts, error) {
 	fs.IntVar(&o.n, "n", 5000, "tunnels to open and hold (idle)")
 	fs.DurationVar(&o.hold, "hold", 120*time.Second, "longest time to hold the idle tunnels waiting for SIGUSR1/stdin (idle)")
 	fs.BoolVar(&o.idleGet, "idle-get", true, "send one GET / in every idle tunnel after the handshake (idle)")
+	fs.Int64Var(&o.maxFail, "max-fail", 200, "stop opening tunnels after this many failures (idle)")
 	fs.BoolVar(&o.verifyMemo, "verify-memo", true, "verify each distinct certificate chain once and memoise it (the TLS handshake signature is still checked every time); keeps the client's x509 cost out of the measurement")
 	fs.StringVar(&o.label, "label", "", "label echoed in the RESULT line")
 	fs.Parse(args)

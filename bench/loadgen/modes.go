@@ -367,7 +367,7 @@ func runIdle(o *clientOpts, d *dialer, res *result, nofile uint64) error {
 			defer wg.Done()
 			for {
 				i := next.Add(1) - 1
-				if i >= int64(o.n) || time.Now().After(openUntil) {
+				if i >= int64(o.n) || time.Now().After(openUntil) || errs.count() >= o.maxFail {
 					return
 				}
 				deadline := time.Now().Add(o.timeout)

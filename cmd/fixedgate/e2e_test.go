@@ -335,6 +335,31 @@ func TestConnectOverHTTP2(t *testing.T) {
 	}
 }
 
+func TestConnectOverHTTP2UpstreamClosesFirst(t *testing.T) {
+	f := newFixture(t)
+	p := f.startProxy(t, "")
+	tr := &http2.Transport{TLSClientConfig: &gotls.Config{RootCAs: rootsWith(t, p.caFile)}}
+	defer tr.CloseIdleConnections()
+	pr, pw := io.Pipe()
+	defer pw.Close() // the client never ends its side on its own
+	req, _ := http.NewRequest(http.MethodConnect, "https://"+p.tlsAddr, pr)
+	req.Host = fmt.Sprintf("greet.test:%d", f.greet)
+	req.Header.Set("Proxy-Authorization", "Basic "+basicAuth(testUser, testKey))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resp, err := tr.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("stream did not end when the upstream closed: %v", err)
+	}
+	if string(reply) != "hello\n" {
+		t.Fatalf("reply %q", reply)
+	}
+}
+
 func TestGracefulShutdown(t *testing.T) {
 	f := newFixture(t)
 	p := f.startProxy(t, "shutdown_grace: 20s\n")

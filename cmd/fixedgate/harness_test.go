@@ -138,6 +138,28 @@ func startEcho(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// startGreeter runs a plain TCP server on originIP that says hello and closes at once, before
+// the client has finished: the upstream ends a tunnel first.
+func startGreeter(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", originIP+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "hello\n")
+			c.Close()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
 func startDNS(t *testing.T) *dnstest.Server {
 	t.Helper()
 	s, err := dnstest.Start(dnsIP)
@@ -186,13 +208,15 @@ type fixture struct {
 	origin *origin
 	dns    *dnstest.Server
 	echo   int
+	greet  int
 }
 
 func newFixture(t *testing.T) *fixture {
-	f := &fixture{origin: startOrigin(t), dns: startDNS(t), echo: startEcho(t)}
+	f := &fixture{origin: startOrigin(t), dns: startDNS(t), echo: startEcho(t), greet: startGreeter(t)}
 	f.dns.Set("api.test", 60, netip.MustParseAddr(originIP))
 	f.dns.Set("slow.test", 60, netip.MustParseAddr(originIP))
 	f.dns.Set("echo.test", 60, netip.MustParseAddr(originIP))
+	f.dns.Set("greet.test", 60, netip.MustParseAddr(originIP))
 	f.dns.Set("internal.test", 60, netip.MustParseAddr("10.20.30.40"))
 	f.dns.Set("mixed.test", 60, netip.MustParseAddr(originIP), netip.MustParseAddr("169.254.169.254"))
 	return f
@@ -214,7 +238,7 @@ forward:
     - {name: %[7]s, key_sha256: %[8]s}
   allow:
     - {host: api.test, ports: [%[9]d], upgrade_tls: true}
-    - {host: "*.test", ports: [%[9]d, %[10]d]}
+    - {host: "*.test", ports: [%[9]d, %[10]d, %[15]d]}
     - {host: "*", ports: [%[2]d, %[11]d]}
   allow_networks: [%[12]s/32]
 upstream_tls:
@@ -223,7 +247,7 @@ admin:
   listen: "%[1]s:%[11]d"
 log: {level: info, format: json}
 %[14]s`, ingressIP, plainPort, tlsPort, caDir, egressIP, f.dns.Addr, testUser, keySHA(testKey),
-		f.origin.port, f.echo, adminPort, originIP, f.origin.caFile, extra)
+		f.origin.port, f.echo, adminPort, originIP, f.origin.caFile, extra, f.greet)
 }
 
 // startProxy writes the config from f and starts the binary, waiting for its "ready" log line.
