@@ -26,7 +26,7 @@ BULK_BYTES=${BULK_BYTES:-1073741824}
 IDLE_N=${IDLE_N:-5000}           # idle tunnels for (4); 0 skips (4)
 IDLE_SETTLE=${IDLE_SETTLE:-2}    # seconds between "all open" and reading RSS
 CURVES=${CURVES:-x25519}         # client groups for the main table: x25519 | default | mlkem | p256
-CURVE_COMPARE=${CURVE_COMPARE:-1}  # 1: one extra newconn run with Go's default groups (X25519MLKEM768)
+CURVE_COMPARE=${CURVE_COMPARE:-1}  # 1: each round, repeat (1) for direct and the TLS listeners with Go's default groups
 TARGETS=${TARGETS:-"direct squid-http squid-https tinyproxy fixedgate-http fixedgate-https"}
 FIXEDGATE=${FIXEDGATE:-auto}     # auto: include fixedgate if it builds; 0: skip; 1: required
 FG_CURVES=${FG_CURVES:-}         # e.g. "X25519" to pin fixedgate's server groups; empty: its default
@@ -343,17 +343,16 @@ for r in $(seq 1 "$ROUNDS"); do
   order=("${order[@]:rot}" "${order[@]:0:rot}")
   for t in "${order[@]}"; do
     run_one "$t" "$r" newconn "${common[@]}"
+    if [[ $CURVE_COMPARE == 1 && $CURVES != default ]]; then
+      case $t in direct | *-https) # same test right after, with Go's default groups (X25519MLKEM768 first)
+        run_one "$t" "d$r" newconn -curves default -c "$CONC" -d "${DURATION}s" -warmup "${WARMUP}s" ;;
+      esac
+    fi
     run_one "$t" "$r" keepalive "${common[@]}"
     run_one "$t" "$r" bulk -curves "$CURVES" -bytes "$BULK_BYTES" -timeout 120s
   done
 done
 
-if [[ $CURVE_COMPARE == 1 ]]; then
-  log "curve comparison: newconn with Go's default groups (X25519MLKEM768 first)"
-  for t in $TARGETS; do
-    case $t in direct | *-https) run_one "$t" curves newconn -curves default -c "$CONC" -d "${DURATION}s" -warmup "${WARMUP}s" ;; esac
-  done
-fi
 for n in squid tinyproxy fixedgate; do stop_bg "$n"; done
 
 # ---- 5. idle tunnels --------------------------------------------------------------------
@@ -417,7 +416,8 @@ med() {
   awk -v t="T=$target" -v m="mode=$mode" -v k="$key" -v rf="$rf" -v hz="$HZ" '
     $1 != t || index($0, " " m " ") == 0 { next }
     rf == "num" && $2 !~ /^R=[0-9]+$/ { next }
-    rf != "num" && $2 != "R=" rf { next }
+    rf == "dflt" && $2 !~ /^R=d[0-9]+$/ { next }
+    rf != "num" && rf != "dflt" && $2 != "R=" rf { next }
     / failed=1/ { next }
     {
       delete f
@@ -434,6 +434,15 @@ med() {
       m = (n % 2) ? vals[(n + 1) / 2] : (vals[n / 2] + vals[n / 2 + 1]) / 2
       printf "%.6g\n", m
     }' "$RAW"
+}
+# rr A B MODE KEY [PREFIX_A]: A/B per round (same round = closest conditions), space-separated
+rr() {
+  local out="" r a b
+  for r in $(seq 1 "$ROUNDS"); do
+    a=$(med "$1" "$3" "$4" "${5:-}$r"); b=$(med "$2" "$3" "$4" "$r")
+    out+="$(ratio "$a" "$b") "
+  done
+  echo "${out% }"
 }
 idlekv() { local l; l=$(grep "^T=$1 " "$IDLE_RAW" 2>/dev/null | tail -1) || true; kv "$l" "$2"; }
 fmt() { awk -v v="$1" -v p="${2:-0}" 'BEGIN{ if (v == "-" || v == "") print "-"; else printf "%." p "f", v }'; }
@@ -492,17 +501,22 @@ REPORT=$WORK/report.txt
       "$(ratio "${M[$1,bulk]}" "${M[$2,bulk]}")" "$(ratio "${M[$1,px_new]}" "${M[$2,px_new]}")" \
       "$(ratio "${M[$1,px_ka]}" "${M[$2,px_ka]}")" "$(ratio "${M[$1,px_bulk]}" "${M[$2,px_bulk]}")" \
       "$(ratio "${M[$1,idle]}" "${M[$2,idle]}")"
+    if ((ROUNDS > 1)); then
+      printf '  per round: new/s [%s]  px_us/new [%s]  ka/s [%s]  px_us/ka [%s]  bulk [%s]  px_s/GiB [%s]\n' \
+        "$(rr "$1" "$2" newconn rps)" "$(rr "$1" "$2" newconn px_us_req)" "$(rr "$1" "$2" keepalive rps)" \
+        "$(rr "$1" "$2" keepalive px_us_req)" "$(rr "$1" "$2" bulk mib_s)" "$(rr "$1" "$2" bulk px_s_gib)"
+    fi
   done
-  if [[ $CURVE_COMPARE == 1 ]]; then
+  if [[ $CURVE_COMPARE == 1 && $CURVES != default ]]; then
     echo
-    echo "key exchange: newconn with -curves $CURVES (median above) vs Go's default groups (one run)"
-    printf '%-16s %9s %9s %10s %10s  %s\n' target new/s:$CURVES new/s:dflt px_us:$CURVES px_us:dflt "negotiated with default (proxy | origin)"
+    echo "key exchange: new tunnels with -curves $CURVES vs Go's default groups (X25519MLKEM768 first), run back to back each round"
+    printf '%-16s %9s %9s %10s %10s  %-22s %s\n' target "new/s:$CURVES" new/s:dflt "px_us:$CURVES" px_us:dflt "px_us dflt/$CURVES" "negotiated with default (proxy | origin)"
     for t in $TARGETS; do
       case $t in direct | *-https) ;; *) continue ;; esac
-      l=$(grep "^T=$t R=curves " "$RAW" | tail -1) || true
-      printf '%-16s %9s %9s %10s %10s  %s | %s\n' "$t" "$(fmt "${M[$t,new_rps]}")" "$(fmt "$(med "$t" newconn rps curves)")" \
-        "$([[ $t == direct ]] && echo - || fmt "${M[$t,px_new]}")" "$([[ $t == direct ]] && echo - || fmt "$(med "$t" newconn px_us_req curves)")" \
-        "$(kv "$l" tls_proxy)" "$(kv "$l" tls_origin)"
+      l=$(grep "^T=$t R=d1 " "$RAW" | tail -1) || true
+      printf '%-16s %9s %9s %10s %10s  %-22s %s | %s\n' "$t" "$(fmt "${M[$t,new_rps]}")" "$(fmt "$(med "$t" newconn rps dflt)")" \
+        "$([[ $t == direct ]] && echo - || fmt "${M[$t,px_new]}")" "$([[ $t == direct ]] && echo - || fmt "$(med "$t" newconn px_us_req dflt)")" \
+        "$([[ $t == direct ]] && echo - || echo "[$(rr "$t" "$t" newconn px_us_req d)]")" "$(kv "$l" tls_proxy)" "$(kv "$l" tls_origin)"
     done
   fi
   echo

@@ -188,19 +188,19 @@ func keySHA(key string) string {
 
 // proc is a running fixedgate binary.
 type proc struct {
-	t         *testing.T
-	cmd       *exec.Cmd
-	plain     string // host:port of the plain listener
-	tlsAddr   string // host:port of the TLS listener
-	admin     string
-	caFile    string // the proxy's self-signed CA
-	mu        sync.Mutex
-	logs      strings.Builder
-	stdout    strings.Builder
-	exited    chan struct{}
-	exitErr   error
-	readyOnce sync.Once
-	ready     chan struct{}
+	t          *testing.T
+	cmd        *exec.Cmd
+	plain      string // host:port of the plain listener
+	tlsAddr    string // host:port of the TLS listener
+	admin      string
+	caFile     string // the proxy's self-signed CA
+	mu         sync.Mutex
+	logs       strings.Builder
+	stdoutFile string
+	exited     chan struct{}
+	exitErr    error
+	readyOnce  sync.Once
+	ready      chan struct{}
 }
 
 // fixture is the usual world: origin, DNS, and a proxy config template.
@@ -284,11 +284,15 @@ func startBinaryArgs(t *testing.T, args ...string) *proc {
 		t.Fatal(err)
 	}
 	p := &proc{t: t, cmd: cmd, exited: make(chan struct{}), ready: make(chan struct{})}
-	cmd.Stdout = writerFunc(func(b []byte) (int, error) {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.stdout.Write(b)
-	})
+	// stdout goes to a file the child writes directly (no copying goroutine), so whatever it
+	// printed before its "ready" log line is there once that line has been seen.
+	out, err := os.CreateTemp(t.TempDir(), "stdout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { out.Close() })
+	p.stdoutFile = out.Name()
+	cmd.Stdout = out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -321,14 +325,12 @@ func startBinaryArgs(t *testing.T, args ...string) *proc {
 	return p
 }
 
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
-
 func (p *proc) out() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stdout.String()
+	b, err := os.ReadFile(p.stdoutFile)
+	if err != nil {
+		p.t.Fatalf("read fixedgate stdout: %v", err)
+	}
+	return string(b)
 }
 
 func (p *proc) waitReady() {

@@ -52,6 +52,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if dev {
 		printDevHints(stdout, a)
 	}
+	a.logReady()
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	for s := range sigs {
@@ -159,12 +160,17 @@ func startApp(cfg *Config, log *zap.Logger) (_ *app, err error) {
 			}
 		}()
 	}
-	egressIPs := make([]string, 0, len(cfg.Egress.Addresses))
-	for _, e := range cfg.Egress.Addresses {
+	return a, nil
+}
+
+// logReady writes the "ready" line that operators and the tests wait for; callers print
+// anything meant for the terminal before it.
+func (a *app) logReady() {
+	egressIPs := make([]string, 0, len(a.cfg.Egress.Addresses))
+	for _, e := range a.cfg.Egress.Addresses {
 		egressIPs = append(egressIPs, e.String())
 	}
-	log.Info("ready", zap.String("version", versionString()), zap.Strings("egress", egressIPs), zap.String("admin", cfg.Admin.Listen))
-	return a, nil
+	a.log.Info("ready", zap.String("version", versionString()), zap.Strings("egress", egressIPs), zap.String("admin", a.cfg.Admin.Listen))
 }
 
 func (a *app) adminHandler(reg *prometheus.Registry) http.Handler {
