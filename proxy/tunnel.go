@@ -65,9 +65,10 @@ func (p *pipe) copy(dst io.Writer, src io.Reader, count *atomic.Int64) error {
 	rd, _ := src.(readDeadliner)
 	// TCP to TCP splices in the kernel and needs no buffer; an idle spliced tunnel holds none.
 	var buf []byte
-	_, srcTCP := src.(*net.TCPConn)
+	srcTCP, _ := src.(*net.TCPConn)
 	_, dstTCP := dst.(*net.TCPConn)
-	if !srcTCP || !dstTCP {
+	spliced := srcTCP != nil && dstTCP
+	if !spliced {
 		bufp := copyBufs.Get().(*[]byte)
 		defer copyBufs.Put(bufp)
 		buf = *bufp
@@ -76,13 +77,23 @@ func (p *pipe) copy(dst io.Writer, src io.Reader, count *atomic.Int64) error {
 		if rd != nil {
 			rd.SetReadDeadline(time.Now().Add(p.idle))
 		}
-		n, err := io.CopyBuffer(dst, &io.LimitedReader{R: src, N: tunnelChunk}, buf)
+		var n int64
+		limit, err := int64(tunnelChunk), error(nil)
+		if spliced {
+			var avail int
+			if avail, err = waitReadable(srcTCP); avail > 0 && avail < tunnelChunk {
+				limit = int64(avail)
+			}
+		}
+		if err == nil {
+			n, err = io.CopyBuffer(dst, &io.LimitedReader{R: src, N: limit}, buf)
+		}
 		if n > 0 {
 			count.Add(n)
 			p.lastMove.Store(time.Now().UnixNano())
 		}
 		switch {
-		case err == nil && n == tunnelChunk:
+		case err == nil && n == limit:
 			continue
 		case err == nil: // EOF from src: pass the half-close on
 			if hc, ok := dst.(halfCloser); ok {

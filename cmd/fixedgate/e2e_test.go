@@ -12,7 +12,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -460,4 +463,50 @@ func TestSummaryLogLine(t *testing.T) {
 	if m := body(t, metrics); !strings.Contains(m, `fixedgate_requests_total{code="200",door="connect"} 1`) {
 		t.Errorf("metrics lack the tunnel:\n%s", m)
 	}
+}
+
+// TestIdleTunnelsHoldNoPipes opens plain-listener tunnels, moves a TLS exchange through each and
+// leaves them open: the spliced legs must not keep a pipe pair per direction while they wait
+// (6 descriptors per tunnel, which ran into the descriptor limit at ~3,300 tunnels).
+func TestIdleTunnelsHoldNoPipes(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("splice(2) and /proc are Linux")
+	}
+	if raceBuild {
+		t.Skip("under -race sync.Pool drops pooled pipes at random; .ci/run runs this test without -race")
+	}
+	f := newFixture(t)
+	p := f.startProxy(t, "")
+	const tunnels = 40
+	for i := range tunnels {
+		resp, c, br := rawConnect(t, p.plain, fmt.Sprintf("api.test:%d", f.origin.port), authHeader())
+		if resp.StatusCode != 200 || br.Buffered() != 0 {
+			t.Fatalf("tunnel %d: %s", i, resp.Status)
+		}
+		tc := gotls.Client(c, &gotls.Config{ServerName: "api.test", RootCAs: f.origin.pool()})
+		if _, err := io.WriteString(tc, "GET / HTTP/1.1\r\nHost: api.test\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		r, err := http.ReadResponse(bufio.NewReader(tc), nil)
+		if err != nil || r.StatusCode != 200 {
+			t.Fatalf("tunnel %d: GET: %v %v", i, r, err)
+		}
+		body(t, r)
+	}
+	dir := fmt.Sprintf("/proc/%d/fd", p.cmd.Process.Pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pipes := 0
+	for _, e := range ents {
+		if l, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && strings.HasPrefix(l, "pipe:") {
+			pipes++
+		}
+	}
+	// Go keeps a few spare pipes in a pool after splices end; one per tunnel would be a leak.
+	if pipes >= tunnels {
+		t.Fatalf("%d pipe descriptors held by %d idle tunnels (%d descriptors in all); want fewer than one per tunnel", pipes, tunnels, len(ents))
+	}
+	t.Logf("%d idle tunnels: %d descriptors, %d of them pipes", tunnels, len(ents), pipes)
 }
