@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fixedgate/fixedgate/proxy/egress"
+	"github.com/fixedgate/fixedgate/proxy/health"
 	"github.com/fixedgate/fixedgate/proxy/policy"
 	"github.com/fixedgate/fixedgate/proxy/resolver"
 )
@@ -31,6 +32,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.door = "forward"
 		s.serveForward(rw, r, rec)
 	default:
+		if rt := s.gateway.match(r.Host, r.URL.Path); rt != nil {
+			s.serveGateway(rw, r, rec, rt)
+			break
+		}
 		rec.door = "local"
 		rec.target = r.Host + r.URL.Path
 		s.refuse(rw, rec, http.StatusNotFound, fmt.Sprintf("no route for %s%s; to use fixedgate as a proxy, set HTTPS_PROXY to this address", r.Host, r.URL.Path), nil)
@@ -130,30 +135,43 @@ func (s *Server) resolveAndCheck(ctx context.Context, w http.ResponseWriter, t p
 // maxDialAttempts bounds how many of a name's addresses one request tries.
 const maxDialAttempts = 3
 
-// dial connects to the route's addresses in order from the identity's egress address.
-func (s *Server) dial(ctx context.Context, rt *route) (*net.TCPConn, error) {
+// dial connects to one of the route's addresses from the identity's egress address. The
+// address is picked like the gateway's backends (two random choices, fewer in flight, ejected
+// ones avoided), so the forward door spreads load and shares the outlier state of a name the
+// gateway also uses; a failed connect is reported and the next pick excludes it.
+//
+// The returned Attempt is in flight until the caller reports its outcome: a tunnel reports when
+// it ends, so in-flight counts open tunnels and a backend that accepts and then drops
+// connections is seen failing.
+func (s *Server) dial(ctx context.Context, rt *route) (*net.TCPConn, health.Attempt, error) {
 	var lastErr error
-	attempts := 0
-	for _, a := range rt.addrs {
-		src, err := s.egress.Pick(rt.identity, a)
+	tried := make([]netip.AddrPort, 0, min(len(rt.addrs), 8))
+	for attempts := 0; attempts < maxDialAttempts && len(tried) < len(rt.addrs); {
+		ap, ok := s.health.Pick(rt.addrs, rt.port, tried)
+		if !ok {
+			break
+		}
+		tried = append(tried, ap)
+		src, err := s.egress.Pick(rt.identity, ap.Addr())
 		if err != nil {
 			lastErr = err
 			continue
 		}
-		if attempts++; attempts > maxDialAttempts {
-			break
-		}
-		rt.rec.resolved, rt.rec.egress = a, src
-		c, err := s.egress.Dial(ctx, src, netip.AddrPortFrom(a, rt.port))
+		attempts++
+		rt.rec.resolved, rt.rec.egress = ap.Addr(), src
+		att := s.health.Start(ap)
+		c, err := s.egress.Dial(ctx, src, ap)
 		if err == nil {
-			return c, nil
+			return c, att, nil
 		}
 		lastErr = err
 		if ctx.Err() != nil {
+			att.Done(health.Canceled)
 			break
 		}
+		att.Done(health.ConnectFailure)
 	}
-	return nil, lastErr
+	return nil, health.Attempt{}, lastErr
 }
 
 func (s *Server) dialFailed(w http.ResponseWriter, rec *record, target string, err error) {
@@ -188,7 +206,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, rec *recor
 		return
 	}
 	rt.identity = identity
-	upstream, err := s.dial(r.Context(), rt)
+	upstream, att, err := s.dial(r.Context(), rt)
 	if err != nil {
 		s.dialFailed(w, rec, t.String(), err)
 		return
@@ -198,6 +216,16 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, rec *recor
 		s.tunnelHTTP1(w, upstream, rec)
 	} else {
 		s.tunnelStream(w, r, upstream, rec)
+	}
+	// A backend that accepts and then drops the connection before answering anything (the
+	// flapping link) connected fine, but failed the client.
+	switch {
+	case rec.bytesDown > 0:
+		att.Done(health.Success)
+	case rec.bytesUp > 0 || rec.err != nil: // sent and got nothing back, or the tunnel broke first
+		att.Done(health.Reset)
+	default:
+		att.Done(health.Canceled)
 	}
 }
 
@@ -462,7 +490,7 @@ type responseRecorder struct {
 func (rw *responseRecorder) WriteHeader(code int) {
 	if !rw.wroteHeader && code >= 200 {
 		rw.wroteHeader = true
-		if rw.rec.status == 0 || rw.rec.door == "forward" {
+		if rw.rec.status == 0 || rw.rec.door == "forward" || rw.rec.door == "gateway" {
 			rw.rec.status = code
 		}
 	}
@@ -474,7 +502,7 @@ func (rw *responseRecorder) Write(p []byte) (int, error) {
 		rw.WriteHeader(http.StatusOK)
 	}
 	n, err := rw.ResponseWriter.Write(p)
-	if rw.rec.door == "forward" {
+	if rw.rec.door == "forward" || rw.rec.door == "gateway" {
 		rw.rec.bytesDown += int64(n)
 	}
 	return n, err

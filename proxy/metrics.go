@@ -11,6 +11,9 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	bytes    *prometheus.CounterVec
+
+	backendDuration *prometheus.HistogramVec
+	retries         *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
@@ -28,9 +31,18 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 			Name: "fixedgate_bytes_total",
 			Help: "Payload bytes moved, by door and direction (up: client to origin, down: origin to client).",
 		}, []string{"door", "direction"}),
+		backendDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "fixedgate_backend_request_duration_seconds",
+			Help:    "Gateway door: time from sending a request to a backend to its response headers (or failure), by upstream name.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"upstream"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fixedgate_gateway_retries_total",
+			Help: "Gateway door: retries on another backend (result=retried) and retries refused by the retry budget (result=budget_exhausted), by upstream name.",
+		}, []string{"upstream", "result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.bytes,
+		reg.MustRegister(m.requests, m.duration, m.bytes, m.backendDuration, m.retries,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "fixedgate_tunnels_open",
 				Help: "CONNECT tunnels open now.",

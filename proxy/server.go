@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/fixedgate/fixedgate/proxy/egress"
+	"github.com/fixedgate/fixedgate/proxy/health"
 	"github.com/fixedgate/fixedgate/proxy/policy"
 )
 
@@ -36,6 +37,9 @@ type TLSProvider interface {
 type Options struct {
 	Listen      []ListenConfig
 	Forward     ForwardConfig
+	Routes      []RouteConfig
+	Gateway     GatewayConfig
+	Health      health.Config
 	Limits      Limits
 	TLS         TLSProvider // required when a listener has tls: true
 	UpstreamTLS *tls.Config // template for TLS to origins (upgrade_tls, https:// targets)
@@ -62,9 +66,18 @@ type Server struct {
 	rp       http.Handler
 	tunnels  tunnels
 
-	mu         sync.Mutex
-	listeners  []*listener
-	transports map[netip.Addr]*http.Transport
+	gateway     *gateway
+	gwProxy     http.Handler
+	health      *health.Tracker
+	retryBudget *health.Budget
+
+	stopChecks context.CancelFunc
+
+	mu           sync.Mutex
+	listeners    []*listener
+	transports   map[netip.Addr]*http.Transport
+	gwTransports map[transportKey]*http.Transport
+	retired      []retiredTransport
 }
 
 type listener struct {
@@ -100,19 +113,28 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("forward: %w", err)
 	}
-	s := &Server{
-		opts:       opts,
-		limits:     opts.Limits,
-		log:        opts.Log,
-		stdLog:     newStdLog(opts.Log),
-		policy:     pol,
-		auth:       newAuthenticator(opts.Forward.Users),
-		egress:     opts.Egress,
-		resolver:   opts.Resolver,
-		transports: map[netip.Addr]*http.Transport{},
+	gw, err := newGateway(opts.Routes)
+	if err != nil {
+		return nil, err
 	}
+	s := &Server{
+		opts:         opts,
+		limits:       opts.Limits,
+		log:          opts.Log,
+		stdLog:       newStdLog(opts.Log),
+		policy:       pol,
+		auth:         newAuthenticator(opts.Forward.Users),
+		egress:       opts.Egress,
+		resolver:     opts.Resolver,
+		gateway:      gw,
+		transports:   map[netip.Addr]*http.Transport{},
+		gwTransports: map[transportKey]*http.Transport{},
+	}
+	s.health = health.New(opts.Health, health.Options{Registerer: opts.Registerer, Logger: opts.Log.Named("health")})
+	s.retryBudget = s.health.NewBudget(float64(opts.Gateway.RetryBudgetPercent)/100, 3, 10*time.Second)
 	s.metrics = newMetrics(opts.Registerer, s)
 	s.rp = newReverseProxy(s)
+	s.gwProxy = newGatewayProxy(s)
 	return s, nil
 }
 
@@ -154,10 +176,14 @@ func listenerName(ctx context.Context) string {
 	return s
 }
 
-// Serve starts serving on the bound listeners and returns at once.
+// Serve starts serving on the bound listeners, and the routes' active health checks, and
+// returns at once.
 func (s *Server) Serve() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopChecks = cancel
+	s.runChecks(ctx)
 	for _, l := range s.listeners {
 		name := l.ln.Addr().String()
 		if l.cfg.TLS {
@@ -200,17 +226,37 @@ func (s *Server) Addrs() []net.Addr {
 	return out
 }
 
-// Ready reports whether every listener is bound.
-func (s *Server) Ready() bool {
+// Ready returns nil when every listener is bound and every route has at least one healthy
+// backend, else what is missing (for /readyz).
+func (s *Server) Ready(ctx context.Context) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.listeners) == len(s.opts.Listen) && len(s.listeners) > 0
+	bound := len(s.listeners) == len(s.opts.Listen) && len(s.listeners) > 0
+	s.mu.Unlock()
+	if !bound {
+		return errors.New("listeners not bound")
+	}
+	for _, rt := range s.gateway.routes {
+		fleet := []netip.Addr{rt.addr}
+		if !rt.addr.IsValid() {
+			var err error
+			if fleet, err = s.resolver.LookupNetIP(ctx, rt.name); err != nil {
+				return fmt.Errorf("route %s%s: %w", rt.host, rt.prefix, err)
+			}
+		}
+		if s.health.Healthy(fleet, rt.port) == 0 {
+			return fmt.Errorf("route %s%s: no healthy backend among %d for %s", rt.host, rt.prefix, len(fleet), rt.target)
+		}
+	}
+	return nil
 }
 
 // Shutdown stops accepting, lets requests and tunnels finish until ctx ends, then cuts the rest.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	ls := append([]*listener(nil), s.listeners...)
+	if s.stopChecks != nil {
+		s.stopChecks()
+	}
 	s.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, l := range ls {
@@ -230,6 +276,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	wg.Wait()
 	s.mu.Lock()
 	for _, t := range s.transports {
+		t.CloseIdleConnections()
+	}
+	for _, t := range s.gwTransports {
 		t.CloseIdleConnections()
 	}
 	s.mu.Unlock()
@@ -266,10 +315,11 @@ func (s *Server) transportFor(src netip.Addr) *http.Transport {
 		Proxy: nil, // never the proxy's own HTTPS_PROXY
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			fr := ctx.Value(forwardKey{}).(*forwardReq)
-			c, err := s.dial(ctx, fr.route)
+			c, att, err := s.dial(ctx, fr.route)
 			if err != nil {
 				return nil, &dialError{err}
 			}
+			att.Done(health.Success)
 			return c, nil
 		},
 		TLSClientConfig:        s.opts.UpstreamTLS,

@@ -77,6 +77,8 @@ type SelfSignedConfig struct {
 	// Dir holds the local CA (ca.crt, ca.key); it is created if missing, and
 	// the CA in it is reused across restarts so clients trust it once.
 	Dir string `yaml:"dir"`
+	// Names are further DNS names for the issued certificate; serve adds every route's host.
+	Names []string `yaml:"names"`
 }
 
 // UpstreamConfig is the `upstream_tls:` section: TLS from the proxy to

@@ -111,7 +111,7 @@ func New(ctx context.Context, cfg Config, ips []netip.Addr, log *zap.Logger) (*M
 
 func (m *Manager) loadCertificates(ctx context.Context, cfg Config, ips []netip.Addr) ([]*x509.Certificate, error) {
 	if cfg.SelfSigned != nil {
-		leaf, err := m.loadSelfSigned(ctx, cfg.SelfSigned.Dir, cfg.DefaultName, ips)
+		leaf, err := m.loadSelfSigned(ctx, cfg.SelfSigned, cfg.DefaultName, ips)
 		if err != nil {
 			return nil, err
 		}
@@ -168,8 +168,8 @@ func (m *Manager) loadFilePair(ctx context.Context, f FilePair) (*x509.Certifica
 	return pair.Leaf, nil
 }
 
-func (m *Manager) loadSelfSigned(ctx context.Context, dir, defaultName string, ips []netip.Addr) (*x509.Certificate, error) {
-	ca, created, err := devca.LoadOrCreate(dir)
+func (m *Manager) loadSelfSigned(ctx context.Context, ss *SelfSignedConfig, defaultName string, ips []netip.Addr) (*x509.Certificate, error) {
+	ca, created, err := devca.LoadOrCreate(ss.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("tls.self_signed: %w", err)
 	}
@@ -187,6 +187,11 @@ func (m *Manager) loadSelfSigned(ctx context.Context, dir, defaultName string, i
 			addrs = append(addrs, ip)
 		} else if !strings.EqualFold(defaultName, "localhost") {
 			dnsNames = append(dnsNames, strings.ToLower(defaultName))
+		}
+	}
+	for _, n := range ss.Names {
+		if n = strings.ToLower(strings.TrimSuffix(n, ".")); n != "" && !slices.Contains(dnsNames, n) {
+			dnsNames = append(dnsNames, n)
 		}
 	}
 	addrs = append(addrs, ips...)

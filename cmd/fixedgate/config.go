@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/fixedgate/fixedgate/cmd/fixedgate/internal/strictyaml"
 	"github.com/fixedgate/fixedgate/proxy"
 	"github.com/fixedgate/fixedgate/proxy/egress"
+	"github.com/fixedgate/fixedgate/proxy/health"
 	"github.com/fixedgate/fixedgate/proxy/policy"
 	"github.com/fixedgate/fixedgate/proxy/resolver"
 	fgtls "github.com/fixedgate/fixedgate/tls"
@@ -28,6 +30,9 @@ type Config struct {
 	Egress        egress.Config        `yaml:"egress"`
 	Resolver      resolver.Config      `yaml:"resolver"`
 	Forward       proxy.ForwardConfig  `yaml:"forward"`
+	Routes        []proxy.RouteConfig  `yaml:"routes"`
+	Gateway       proxy.GatewayConfig  `yaml:"gateway"`
+	Health        health.Config        `yaml:"health"`
 	UpstreamTLS   fgtls.UpstreamConfig `yaml:"upstream_tls"`
 	Limits        proxy.Limits         `yaml:"limits"`
 	Admin         AdminConfig          `yaml:"admin"`
@@ -36,8 +41,6 @@ type Config struct {
 
 	// Sections of DESIGN.md that this build parses but cannot act on yet: setting them is an
 	// error rather than being silently ignored.
-	Routes   *yaml.Node `yaml:"routes"`
-	Health   *yaml.Node `yaml:"health"`
 	IPRanges *yaml.Node `yaml:"ipranges"`
 }
 
@@ -56,6 +59,8 @@ func defaultConfig() Config {
 	return Config{
 		Resolver:      resolver.Defaults(),
 		Limits:        proxy.DefaultLimits(),
+		Gateway:       proxy.DefaultGateway(),
+		Health:        health.Defaults(),
 		Admin:         AdminConfig{Listen: "127.0.0.1:9090"},
 		Log:           LogConfig{Level: "info", Format: "json"},
 		ShutdownGrace: 30 * time.Second,
@@ -105,6 +110,9 @@ func (c *Config) validate() error {
 	section("egress", c.Egress.Validate())
 	section("resolver", c.Resolver.Validate())
 	section("forward", c.Forward.Validate())
+	section("routes", proxy.ValidateRoutes(c.Routes))
+	section("gateway", c.Gateway.Validate())
+	section("health", c.Health.Validate())
 	section("upstream_tls", c.UpstreamTLS.Validate())
 	section("limits", c.Limits.Validate())
 	if err := c.TLS.Validate(); err != nil {
@@ -134,7 +142,7 @@ func (c *Config) validate() error {
 	for _, ns := range []struct {
 		key  string
 		node *yaml.Node
-	}{{"routes", c.Routes}, {"health", c.Health}, {"ipranges", c.IPRanges}} {
+	}{{"ipranges", c.IPRanges}} {
 		if ns.node != nil && !(ns.node.Kind == yaml.ScalarNode && ns.node.Tag == "!!null") &&
 			!(ns.node.Kind == yaml.SequenceNode && len(ns.node.Content) == 0) {
 			errs = append(errs, fmt.Errorf("%s (line %d): not supported by this build yet; remove the section", ns.key, ns.node.Line))
@@ -152,6 +160,17 @@ func (c *Config) listenIPs() []netip.Addr {
 		}
 	}
 	return ips
+}
+
+// routeHosts returns the names the gateway answers, for the self-signed certificate.
+func (c *Config) routeHosts() []string {
+	var hosts []string
+	for _, r := range c.Routes {
+		if h := strings.ToLower(strings.TrimSuffix(r.Host, ".")); h != "" && !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
 }
 
 func (c *Config) hasTLSListener() bool {

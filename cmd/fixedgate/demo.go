@@ -2,10 +2,12 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	gotls "crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,11 +18,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
-
-	"context"
 
 	"github.com/fixedgate/fixedgate/proxy"
 	"github.com/fixedgate/fixedgate/proxy/egress"
@@ -38,6 +42,12 @@ const (
 	demoDNS     = "127.0.0.53"
 	demoUser    = "acme-corp"
 	demoKey     = "demo-secret"
+
+	// The gateway door: gw.demo.test is routed to the fleet behind fleet.demo.test, 40 HTTPS
+	// backends on 127.0.1.1–127.0.1.40.
+	demoGateway   = "gw.demo.test"
+	demoFleetName = "fleet.demo.test"
+	demoFleetSize = 40
 )
 
 func cmdDemo(args []string, stdout, stderr io.Writer) error {
@@ -47,6 +57,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	began := time.Now()
 	dir, err := os.MkdirTemp("", "fixedgate-demo-")
 	if err != nil {
 		return err
@@ -77,8 +88,25 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	defer origin.Close()
 	originPort := originLn.Addr().(*net.TCPAddr).Port
 
+	// The gateway's backend fleet: 40 HTTPS servers with a CA of their own, one port for all.
+	fleet, err := startDemoFleet(demoFleetName, demoFleetSize)
+	if err != nil {
+		return err
+	}
+	defer fleet.close()
+	// upstream_tls.ca_file takes one file: the origin's and the fleet's CA in one bundle.
+	upstreamCAFile := filepath.Join(dir, "upstream-ca.pem")
+	if err := os.WriteFile(upstreamCAFile, slices.Concat(originCA.CertPEM(), fleet.caPEM), 0o644); err != nil {
+		return err
+	}
+	fleetCAFile := filepath.Join(dir, "fleet-ca.pem")
+	if err := os.WriteFile(fleetCAFile, fleet.caPEM, 0o644); err != nil {
+		return err
+	}
+
 	// DNS the proxy trusts: api.demo.test is the origin, internal.demo.test points into a
-	// private network (the SSRF guard must refuse it without connecting).
+	// private network (the SSRF guard must refuse it without connecting), fleet.demo.test is
+	// the whole fleet in one large answer.
 	dns, err := dnstest.Start(demoDNS)
 	if err != nil {
 		return err
@@ -86,6 +114,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	defer dns.Close()
 	dns.Set("api.demo.test", 60, netip.MustParseAddr(demoOrigin))
 	dns.Set("internal.demo.test", 60, netip.MustParseAddr("10.1.2.3"))
+	dns.Set(demoFleetName, 60, fleet.addrs()...)
 
 	plainPort, tlsPort, adminPort, err := freePorts(demoIngress, 3)
 	if err != nil {
@@ -100,14 +129,23 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	cfg.TLS.SelfSigned = &fgtls.SelfSignedConfig{Dir: filepath.Join(dir, "proxy-ca")}
 	cfg.Egress = egress.Config{Addresses: []netip.Addr{netip.MustParseAddr(demoEgress)}}
 	cfg.Resolver.Servers = []string{dns.Addr}
+	// DNS changes must show within the demo's seconds, not the minute a TTL of 60 would take,
+	// so TTLs are clamped to at most 2s. A partial answer (rotating subsets) is sampled every
+	// min_ttl, and the union only holds several subsets when that is well below their TTL (1s
+	// in the rotating phase).
+	cfg.Resolver.MinTTL = 200 * time.Millisecond
+	cfg.Resolver.MaxTTL = 2 * time.Second
 	cfg.Forward.Users = []proxy.User{{Name: demoUser, KeySHA256: hex.EncodeToString(sum[:])}}
 	cfg.Forward.Allow = []policy.AllowRule{
 		{Host: "api.demo.test", Ports: []int{originPort}, UpgradeTLS: true},
 		{Host: "*.demo.test", Ports: []int{443, originPort}},
+		{Host: demoFleetName, Ports: []int{fleet.port}},
 	}
-	// The demo's origin lives on loopback, which the SSRF guard denies by default.
-	cfg.Forward.AllowNetworks = []netip.Prefix{netip.MustParsePrefix(demoOrigin + "/32")}
-	cfg.UpstreamTLS.CAFile = originCAFile
+	// The demo's origin and fleet live on loopback, which the SSRF guard denies by default (for
+	// the gateway's backends too).
+	cfg.Forward.AllowNetworks = []netip.Prefix{netip.MustParsePrefix(demoOrigin + "/32"), netip.MustParsePrefix("127.0.1.0/24")}
+	cfg.Routes = []proxy.RouteConfig{{Host: demoGateway, Upstream: fmt.Sprintf("https://%s:%d", demoFleetName, fleet.port)}}
+	cfg.UpstreamTLS.CAFile = upstreamCAFile
 	cfg.Admin.Listen = fmt.Sprintf("%s:%d", demoIngress, adminPort)
 	cfg.ShutdownGrace = 5 * time.Second
 	if err := cfg.validate(); err != nil {
@@ -134,18 +172,31 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	d := &demo{
-		out:      stdout,
-		origin:   fmt.Sprintf("api.demo.test:%d", originPort),
-		plainURL: fmt.Sprintf("http://%s:%d", demoIngress, plainPort),
-		tlsURL:   fmt.Sprintf("https://%s:%d", demoIngress, tlsPort),
-		roots:    x509.NewCertPool(),
+		out:        stdout,
+		origin:     fmt.Sprintf("api.demo.test:%d", originPort),
+		plainURL:   fmt.Sprintf("http://%s:%d", demoIngress, plainPort),
+		tlsURL:     fmt.Sprintf("https://%s:%d", demoIngress, tlsPort),
+		tlsAddr:    fmt.Sprintf("%s:%d", demoIngress, tlsPort),
+		metricsURL: "http://" + cfg.Admin.Listen + "/metrics",
+		roots:      x509.NewCertPool(),
+		proxyRoots: x509.NewCertPool(),
+		fleetRoots: x509.NewCertPool(),
+		dns:        dns,
+		fleet:      fleet,
+		maxTTL:     cfg.Resolver.MaxTTL,
 	}
 	d.roots.AppendCertsFromPEM(originCA.CertPEM())
 	d.roots.AppendCertsFromPEM(proxyCA)
+	d.proxyRoots.AppendCertsFromPEM(proxyCA)
+	d.fleetRoots.AppendCertsFromPEM(fleet.caPEM)
 	fmt.Fprintf(stdout, "fixedgate demo — everything on loopback\n")
-	fmt.Fprintf(stdout, "  proxy ingress %s (plain :%d, TLS :%d), egress %s\n", demoIngress, plainPort, tlsPort, demoEgress)
-	fmt.Fprintf(stdout, "  origin https://%s (%s), DNS %s\n\n", d.origin, demoOrigin, dns.Addr)
+	fmt.Fprintf(stdout, "  proxy ingress %s (plain :%d, TLS :%d, admin :%d), egress %s\n", demoIngress, plainPort, tlsPort, adminPort, demoEgress)
+	fmt.Fprintf(stdout, "  origin https://%s (%s), DNS %s\n", d.origin, demoOrigin, dns.Addr)
+	fmt.Fprintf(stdout, "  fleet https://%s:%d on %s–%s; route %s → the fleet\n", demoFleetName, fleet.port,
+		fleet.backends[0].addr, fleet.backends[len(fleet.backends)-1].addr, demoGateway)
+	fmt.Fprintf(stdout, "  resolver: TTLs clamped to %s–%s so DNS changes show within seconds\n", cfg.Resolver.MinTTL, cfg.Resolver.MaxTTL)
 
+	d.section("forward door: CONNECT and absolute-form requests")
 	saw := "you came from " + demoEgress + ":"
 	d.expect("CONNECT, origin sees the egress IP", d.plainURL, "https://"+d.origin+"/", saw)
 	d.expect("CONNECT over TLS to the proxy", d.tlsURL, "https://"+d.origin+"/", saw)
@@ -155,15 +206,35 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	d.expectRefused("allowed name resolving into 10.0.0.0/8", d.plainURL, true, fmt.Sprintf("internal.demo.test:%d", originPort), 403, "denied network")
 	d.expectRefused("loopback spelled 0x7f.1", d.plainURL, true, fmt.Sprintf("0x7f.1:%d", originPort), 403, "127.0.0.1")
 
-	fmt.Fprintf(stdout, "\n%d of %d checks passed\n", d.passed, d.total)
+	if err := d.gatewayDoor(); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(stdout, "\n")
+	if d.passed == d.total {
+		fmt.Fprintf(stdout, "PASS: all %d checks passed (%.1fs)\n", d.total, time.Since(began).Seconds())
+	} else {
+		fmt.Fprintf(stdout, "FAIL: %d of %d checks failed (%.1fs)\n", d.total-d.passed, d.total, time.Since(began).Seconds())
+	}
 	if *keep {
+		for i := range fleet.backends {
+			if err := fleet.setMode(i, demoUp); err != nil {
+				return err
+			}
+		}
 		fmt.Fprintf(stdout, `
-staying up (Ctrl-C stops). Try:
+staying up (Ctrl-C stops); every fleet backend is up again. Try:
   curl --proxy %s --proxy-user %s:%s --cacert %s https://%s/
   curl --proxy %s --proxy-cacert %s --proxy-user %s:%s --cacert %s https://%s/
+  curl --connect-to %s:443:%s --cacert %s https://%s/
+  curl --proxy %s --proxy-user %s:%s --cacert %s https://%s:%d/
   curl http://%s/metrics
-`, d.plainURL, demoUser, demoKey, originCAFile, d.origin, d.tlsURL, a.tls.CAPath(), demoUser, demoKey, originCAFile, d.origin, cfg.Admin.Listen)
-		fmt.Fprintf(stdout, "  (curl needs --resolve %s:%s or a resolver that knows api.demo.test only for direct use; through the proxy it is resolved by the proxy)\n", d.origin, demoOrigin)
+`, d.plainURL, demoUser, demoKey, originCAFile, d.origin,
+			d.tlsURL, a.tls.CAPath(), demoUser, demoKey, originCAFile, d.origin,
+			demoGateway, d.tlsAddr, a.tls.CAPath(), demoGateway,
+			d.plainURL, demoUser, demoKey, fleetCAFile, demoFleetName, fleet.port,
+			cfg.Admin.Listen)
+		fmt.Fprintf(stdout, "  (the demo's names exist only in the proxy's DNS at %s; through the proxy it resolves them)\n", dns.Addr)
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 		<-sigs
@@ -178,8 +249,31 @@ type demo struct {
 	out              io.Writer
 	origin           string
 	plainURL, tlsURL string
-	roots            *x509.CertPool
+	tlsAddr          string // the TLS listener, where gateway clients connect
+	metricsURL       string
+	roots            *x509.CertPool // origin CA and proxy CA, for the forward door
+	proxyRoots       *x509.CertPool // the proxy's own CA, for the gateway door
+	fleetRoots       *x509.CertPool // the fleet's CA, for tunnels to the fleet
+	maxTTL           time.Duration  // the proxy's resolver.max_ttl
+	dns              *dnstest.Server
+	fleet            *demoFleet
 	passed, total    int
+}
+
+// section starts a part of the report.
+func (d *demo) section(title string) {
+	fmt.Fprintf(d.out, "\n%s\n", title)
+}
+
+// check counts and prints one pass/fail line.
+func (d *demo) check(ok bool, format string, args ...any) {
+	d.total++
+	mark := "✗"
+	if ok {
+		mark = "✓"
+		d.passed++
+	}
+	fmt.Fprintf(d.out, "  %s %s\n", mark, fmt.Sprintf(format, args...))
 }
 
 // expect sends one request through the proxy with Go's client and prints whether it got the
@@ -243,17 +337,11 @@ func (d *demo) expectRefused(title, proxyURL string, withCreds bool, hostport st
 }
 
 func (d *demo) report(title, proxyURL string, status int, body string, ok bool) {
-	d.total++
-	mark := "FAIL"
-	if ok {
-		mark = "ok  "
-		d.passed++
-	}
 	via := "http:// "
 	if strings.HasPrefix(proxyURL, "https") {
 		via = "https://"
 	}
-	fmt.Fprintf(d.out, "  %s %-46s via %s proxy → %d  %s\n", mark, title, via, status, firstLine(body))
+	d.check(ok, "%-40s via %s proxy → %d  %s", title, via, status, firstLine(body))
 }
 
 func firstLine(s string) string {
@@ -285,4 +373,350 @@ func freePorts(ip string, n int) (int, int, int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports[0], ports[1], ports[2], nil
+}
+
+// gatewayDoor shows the gateway door against the 40-backend fleet: steady traffic, DNS that
+// answers with rotating subsets, flapping and dead backends, and then CONNECT tunnels to the
+// same fleet through the forward door.
+func (d *demo) gatewayDoor() error {
+	h1, closeH1 := d.gatewayClient(false)
+	defer closeH1()
+	h2, closeH2 := d.gatewayClient(true)
+	defer closeH2()
+	gwURL := "https://" + demoGateway + "/"
+	n := demoFleetSize
+	fleetGauge := func() int {
+		return int(d.metric("fixedgate_dns_fleet_size", `name="`+demoFleetName+`"`))
+	}
+
+	// a. steady: one DNS answer with the whole fleet.
+	d.section(fmt.Sprintf("gateway door, steady: https://%s → https://%s:%d (DNS: %d addresses, TTL 60)", demoGateway, demoFleetName, d.fleet.port, n))
+	r := d.load(h1, gwURL, 400, 8)
+	fmt.Fprintf(d.out, "  400 GETs, HTTP/1.1 keep-alive, 8 at a time: %s, %d of %d backends answered\n", r.summary(), len(r.hits), n)
+	r2 := d.load(h2, gwURL, 40, 4)
+	fmt.Fprintf(d.out, "  40 GETs, HTTP/2 from the client: %s, %d of them over HTTP/2, %d backends\n", r2.summary(), r2.clientH2, len(r2.hits))
+	fmt.Fprintf(d.out, "  backends saw source %s, SNI %s, Host %s, %s\n", keys(r.sources, r2.sources), keys(r.snis, r2.snis), keys(r.hosts, r2.hosts), keys(r.protos, r2.protos))
+	d.check(r.ok == 400 && r2.ok == 40 && r2.clientH2 == 40, "%d of 440 requests succeeded, %d of 40 over HTTP/2", r.ok+r2.ok, r2.clientH2)
+	d.check(len(r.hits) >= 30, "%d of %d backends used (want ≥ 30)", len(r.hits), n)
+	d.check(r.ok+r2.ok > 0 && onlyKey(demoEgress, r.sources, r2.sources) && onlyKey(demoFleetName, r.snis, r2.snis),
+		"backends saw the egress address %s and SNI %s", demoEgress, demoFleetName)
+
+	// b. rotating: DNS answers with the next 10 of the 40 each time, TTL 1. The proxy's fleet
+	// is the union of the subsets seen within their TTLs. To watch it grow, the answer first
+	// shrinks to 10 addresses, so the fleet starts from one answer's worth.
+	d.section(fmt.Sprintf("gateway door, rotating DNS: each answer holds the next 10 of the %d addresses, TTL 1", n))
+	// watch polls the fleet gauge, with a request each time to keep the name in use as real
+	// traffic would, until done says so or limit passes; it returns the sizes seen.
+	probeErrs := 0
+	watch := func(limit time.Duration, done func(size int) bool) (trace []int, took time.Duration) {
+		start := time.Now()
+		trace = []int{fleetGauge()}
+		for !done(trace[len(trace)-1]) && time.Since(start) < limit {
+			time.Sleep(50 * time.Millisecond)
+			if _, _, err := d.get(h1, gwURL); err != nil {
+				probeErrs++
+			}
+			if size := fleetGauge(); size != trace[len(trace)-1] {
+				trace = append(trace, size)
+			}
+		}
+		return trace, time.Since(start)
+	}
+	first10 := d.fleet.addrs()[:10]
+	d.dns.Set(demoFleetName, 1, first10...)
+	shrink, took := watch(d.maxTTL*2+time.Second, func(size int) bool { return size == 10 })
+	fmt.Fprintf(d.out, "  DNS answers only %s–%s: the fleet goes %s in %.1fs\n", first10[0], first10[9], traceString(shrink), took.Seconds())
+	q0 := d.dns.QueriesFor(demoFleetName)
+	d.dns.SetRotating(demoFleetName, 1, 10, d.fleet.addrs()...)
+	grow, took := watch(8*time.Second, func(size int) bool { return size == n })
+	fmt.Fprintf(d.out, "  rotating answers of 10: the fleet goes %s in %.1fs (%d DNS questions)\n",
+		traceString(grow), took.Seconds(), d.dns.QueriesFor(demoFleetName)-q0)
+	d.check(shrink[len(shrink)-1] == 10 && grow[len(grow)-1] >= 30 && probeErrs == 0,
+		"the fleet grew back from 10 to %d (want ≥ 30) from answers of 10 (%d requests failed meanwhile)", grow[len(grow)-1], probeErrs)
+	r = d.load(h1, gwURL, 400, 8)
+	fmt.Fprintf(d.out, "  400 GETs: %s, %d of %d backends answered; the fleet is now %d\n", r.summary(), len(r.hits), n, fleetGauge())
+	d.check(r.ok == 400 && len(r.hits) >= 30, "every request succeeded and %d backends were used (want ≥ 30)", len(r.hits))
+
+	// c. failures: the whole fleet again, but two backends flap and one is dead.
+	flapping, down := []int{6, 7}, 8
+	d.section(fmt.Sprintf("gateway door, failures: DNS back to all %d (TTL 60); %s and %s flapping, %s down",
+		n, d.fleet.backends[flapping[0]].addr, d.fleet.backends[flapping[1]].addr, d.fleet.backends[down].addr))
+	d.dns.Set(demoFleetName, 60, d.fleet.addrs()...)
+	for start := time.Now(); fleetGauge() != n && time.Since(start) < 5*time.Second; {
+		d.get(h1, gwURL)
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, i := range flapping {
+		if err := d.fleet.setMode(i, demoFlap); err != nil {
+			return err
+		}
+	}
+	if err := d.fleet.setMode(down, demoDown); err != nil {
+		return err
+	}
+	m0 := d.metrics()
+	r = d.load(h1, gwURL, 1000, 8)
+	m1 := d.metrics()
+	retried := m1.sum("fixedgate_gateway_retries_total", `result="retried"`) - m0.sum("fixedgate_gateway_retries_total", `result="retried"`)
+	refused := m1.sum("fixedgate_gateway_retries_total", `result="budget_exhausted"`) - m0.sum("fixedgate_gateway_retries_total", `result="budget_exhausted"`)
+	ejections := m1.delta(m0, "fixedgate_backend_ejections_total")
+	flapHits := r.hits[d.fleet.backends[flapping[0]].addr.String()] + r.hits[d.fleet.backends[flapping[1]].addr.String()]
+	flapShare := 100 * float64(flapHits) / 1000
+	fair := 100 * float64(len(flapping)) / float64(n)
+	rate := 100 * float64(r.ok) / 1000
+	fmt.Fprintf(d.out, "  1000 GETs: %s, %d of %d backends answered\n", r.summary(), len(r.hits), n)
+	fmt.Fprintf(d.out, "  retries on another backend: %.0f (refused by the retry budget: %.0f)\n", retried, refused)
+	fmt.Fprintf(d.out, "  ejections: %s; ejected now: %.0f\n", ejections, m1.sum("fixedgate_backends_ejected"))
+	fmt.Fprintf(d.out, "  the flapping backends answered %d requests (%.1f%%; an even share is %.0f%%), the dead one %d\n",
+		flapHits, flapShare, fair, r.hits[d.fleet.backends[down].addr.String()])
+	d.check(rate >= 99.5, "%.1f%% of requests succeeded (want ≥ 99.5%%)", rate)
+	d.check(retried > 0 && ejections.total >= 3, "failed attempts were retried elsewhere (%.0f) and the failing backends ejected (%.0f ejections)", retried, ejections.total)
+	d.check(flapShare < fair/2, "the flapping backends were avoided, not preferred while up (%.1f%% of requests, below half an even share)", flapShare)
+
+	// d. the same fleet through the forward door: CONNECT tunnels, end-to-end TLS to a backend.
+	target := fmt.Sprintf("%s:%d", demoFleetName, d.fleet.port)
+	d.section(fmt.Sprintf("forward door to the fleet: CONNECT %s via %s (one tunnel per request)", target, d.plainURL))
+	pu, _ := url.Parse(d.plainURL)
+	pu.User = url.UserPassword(demoUser, demoKey)
+	tr := &http.Transport{
+		Proxy:             http.ProxyURL(pu),
+		TLSClientConfig:   &gotls.Config{RootCAs: d.fleetRoots},
+		DisableKeepAlives: true,
+	}
+	defer tr.CloseIdleConnections()
+	r = d.load(&http.Client{Transport: tr, Timeout: 10 * time.Second}, "https://"+target+"/", 20, 4)
+	failing := 0
+	for _, i := range append(slices.Clone(flapping), down) {
+		failing += r.hits[d.fleet.backends[i].addr.String()]
+	}
+	fmt.Fprintf(d.out, "  20 tunnels: %s, %d backends answered, %d of them through a failing backend\n", r.summary(), len(r.hits), failing)
+	fmt.Fprintf(d.out, "  backends saw source %s, SNI %s (the client's own TLS, through the tunnel)\n", keys(r.sources), keys(r.snis))
+	d.check(r.ok == 20 && len(r.hits) >= 10, "every tunnel succeeded, spread over %d backends (want ≥ 10)", len(r.hits))
+	d.check(r.ok > 0 && onlyKey(demoEgress, r.sources), "backends saw the egress address %s", demoEgress)
+	return nil
+}
+
+// gatewayClient returns an HTTPS client that reaches the gateway door: whatever the URL's host,
+// it connects to the proxy's TLS listener, with SNI and Host from the URL.
+func (d *demo) gatewayClient(h2 bool) (*http.Client, func()) {
+	tr := &http.Transport{
+		Proxy: nil,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var dl net.Dialer
+			return dl.DialContext(ctx, "tcp", d.tlsAddr)
+		},
+		TLSClientConfig:     &gotls.Config{RootCAs: d.proxyRoots},
+		ForceAttemptHTTP2:   h2,
+		MaxIdleConnsPerHost: 16,
+	}
+	if !h2 {
+		tr.TLSNextProto = map[string]func(string, *gotls.Conn) http.RoundTripper{}
+	}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}, tr.CloseIdleConnections
+}
+
+// get sends one GET and decodes the fleet backend's reply.
+func (d *demo) get(c *http.Client, target string) (reply demoReply, clientProto string, err error) {
+	resp, err := c.Get(target)
+	if err != nil {
+		return reply, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return reply, resp.Proto, fmt.Errorf("%s: %s", resp.Status, firstLine(strings.TrimSpace(string(b))))
+	}
+	if err := json.Unmarshal(b, &reply); err != nil {
+		return reply, resp.Proto, fmt.Errorf("not a fleet reply: %w", err)
+	}
+	return reply, resp.Proto, nil
+}
+
+// demoLoad is what a batch of requests saw.
+type demoLoad struct {
+	n, ok    int
+	clientH2 int
+	took     time.Duration
+	errs     map[string]int // failure → count
+	hits     map[string]int // backend → requests it answered
+	sources  map[string]int // source IP each backend saw
+	snis     map[string]int
+	hosts    map[string]int
+	protos   map[string]int // the protocol between proxy and backend
+}
+
+// load sends n GETs for target, conc at a time, and tallies the replies.
+func (d *demo) load(c *http.Client, target string, n, conc int) *demoLoad {
+	l := &demoLoad{n: n, errs: map[string]int{}, hits: map[string]int{}, sources: map[string]int{},
+		snis: map[string]int{}, hosts: map[string]int{}, protos: map[string]int{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	work := make(chan struct{}, n)
+	for range n {
+		work <- struct{}{}
+	}
+	close(work)
+	start := time.Now()
+	for range conc {
+		wg.Go(func() {
+			for range work {
+				reply, proto, err := d.get(c, target)
+				mu.Lock()
+				if err != nil {
+					l.errs[err.Error()]++
+				} else {
+					l.ok++
+					if proto == "HTTP/2.0" {
+						l.clientH2++
+					}
+					l.hits[reply.Backend]++
+					src, _, _ := net.SplitHostPort(reply.Remote)
+					l.sources[src]++
+					l.snis[reply.SNI]++
+					l.hosts[reply.Host]++
+					l.protos[reply.Proto]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	l.took = time.Since(start)
+	return l
+}
+
+func (l *demoLoad) summary() string {
+	s := fmt.Sprintf("%d/%d ok (%.1f%%) in %.2fs", l.ok, l.n, 100*float64(l.ok)/float64(l.n), l.took.Seconds())
+	if len(l.errs) > 0 {
+		worst, count := "", 0
+		for e, c := range l.errs {
+			if c > count || (c == count && e < worst) {
+				worst, count = e, c
+			}
+		}
+		s += fmt.Sprintf("; most common failure (%d×): %s", count, worst)
+	}
+	return s
+}
+
+// keys lists the distinct keys of the tallies, sorted.
+func keys(tallies ...map[string]int) string {
+	var ks []string
+	for _, t := range tallies {
+		for k := range t {
+			if !slices.Contains(ks, k) {
+				ks = append(ks, k)
+			}
+		}
+	}
+	slices.Sort(ks)
+	if len(ks) == 0 {
+		return "(nothing)"
+	}
+	return strings.Join(ks, ", ")
+}
+
+// onlyKey says whether every tally holds want and nothing else (empty tallies are fine).
+func onlyKey(want string, tallies ...map[string]int) bool {
+	for _, t := range tallies {
+		for k := range t {
+			if k != want {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func traceString(trace []int) string {
+	const most = 14
+	parts := make([]string, 0, most+1)
+	for i, v := range trace {
+		if len(trace) > most && i == most/2 {
+			parts = append(parts, "…")
+		}
+		if len(trace) <= most || i < most/2 || i >= len(trace)-most/2 {
+			parts = append(parts, strconv.Itoa(v))
+		}
+	}
+	return strings.Join(parts, " → ")
+}
+
+// demoMetrics is one scrape of the proxy's /metrics: series ("name{labels}") → value.
+type demoMetrics map[string]float64
+
+var metricLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$`)
+
+// metrics scrapes the admin listener; a failed scrape is empty (the checks then fail).
+func (d *demo) metrics() demoMetrics {
+	m := demoMetrics{}
+	resp, err := http.Get(d.metricsURL)
+	if err != nil {
+		return m
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if p := metricLine.FindStringSubmatch(sc.Text()); p != nil {
+			if v, err := strconv.ParseFloat(p[3], 64); err == nil {
+				m[p[1]+p[2]] = v
+			}
+		}
+	}
+	return m
+}
+
+func (d *demo) metric(name string, labels ...string) float64 { return d.metrics().sum(name, labels...) }
+
+// sum adds the samples of name whose labels contain every one of labels.
+func (m demoMetrics) sum(name string, labels ...string) float64 {
+	var total float64
+	for series, v := range m {
+		n, l, _ := strings.Cut(series, "{")
+		if n != name {
+			continue
+		}
+		ok := true
+		for _, want := range labels {
+			ok = ok && strings.Contains(l, want)
+		}
+		if ok {
+			total += v
+		}
+	}
+	return total
+}
+
+// counterDelta is how much each series of a counter grew between two scrapes.
+type counterDelta struct {
+	total  float64
+	series map[string]float64 // labels → growth
+}
+
+func (m demoMetrics) delta(before demoMetrics, name string) counterDelta {
+	d := counterDelta{series: map[string]float64{}}
+	for series, v := range m {
+		n, l, _ := strings.Cut(series, "{")
+		if n != name {
+			continue
+		}
+		if g := v - before[series]; g > 0 {
+			d.series["{"+l] = g
+			d.total += g
+		}
+	}
+	return d
+}
+
+func (c counterDelta) String() string {
+	if c.total == 0 {
+		return "none"
+	}
+	var parts []string
+	for l, g := range c.series {
+		parts = append(parts, fmt.Sprintf("%.0f %s", g, l))
+	}
+	slices.Sort(parts)
+	return fmt.Sprintf("%.0f (%s)", c.total, strings.Join(parts, ", "))
 }

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -85,12 +87,13 @@ func defaultDataDir() string {
 
 // app is one running fixedgate: listeners, admin endpoint and what they share.
 type app struct {
-	cfg     *Config
-	log     *zap.Logger
-	tls     *fgtls.Manager
-	proxy   *proxy.Server
-	admin   *http.Server
-	adminLn net.Listener
+	cfg      *Config
+	log      *zap.Logger
+	tls      *fgtls.Manager
+	resolver *resolver.Resolver
+	proxy    *proxy.Server
+	admin    *http.Server
+	adminLn  net.Listener
 }
 
 // startApp builds everything from cfg, binds every socket and starts serving. Any failure
@@ -104,7 +107,13 @@ func startApp(cfg *Config, log *zap.Logger) (_ *app, err error) {
 		}
 	}()
 	if cfg.hasTLSListener() {
-		if a.tls, err = fgtls.New(context.Background(), cfg.TLS, cfg.listenIPs(), log.Named("tls")); err != nil {
+		tlsCfg := cfg.TLS
+		if ss := tlsCfg.SelfSigned; ss != nil {
+			cp := *ss
+			cp.Names = append(slices.Clip(cp.Names), cfg.routeHosts()...)
+			tlsCfg.SelfSigned = &cp
+		}
+		if a.tls, err = fgtls.New(context.Background(), tlsCfg, cfg.listenIPs(), log.Named("tls")); err != nil {
 			return nil, err
 		}
 	}
@@ -116,12 +125,23 @@ func startApp(cfg *Config, log *zap.Logger) (_ *app, err error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := resolver.New(cfg.Resolver)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The resolver exists before the proxy whose pools it tells about fleet changes.
+	var srv atomic.Pointer[proxy.Server]
+	res, err := resolver.NewWithOptions(cfg.Resolver, resolver.Options{
+		Registerer: reg,
+		Logger:     log.Named("resolver"),
+		OnChange: func(host string, fleet []netip.Addr) {
+			if s := srv.Load(); s != nil {
+				s.FleetChanged(host, fleet)
+			}
+		},
+	})
 	if err != nil {
 		return nil, fmt.Errorf("resolver: %w", err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.resolver = res
 	var reserved []netip.AddrPort
 	if cfg.Admin.Listen != "" {
 		reserved = append(reserved, netip.MustParseAddrPort(cfg.Admin.Listen))
@@ -129,6 +149,9 @@ func startApp(cfg *Config, log *zap.Logger) (_ *app, err error) {
 	opts := proxy.Options{
 		Listen:      cfg.Listen,
 		Forward:     cfg.Forward,
+		Routes:      cfg.Routes,
+		Gateway:     cfg.Gateway,
+		Health:      cfg.Health,
 		Limits:      cfg.Limits,
 		UpstreamTLS: upstreamTLS,
 		Egress:      dialer,
@@ -143,6 +166,7 @@ func startApp(cfg *Config, log *zap.Logger) (_ *app, err error) {
 	if a.proxy, err = proxy.New(opts); err != nil {
 		return nil, err
 	}
+	srv.Store(a.proxy)
 	if cfg.Admin.Listen != "" {
 		if a.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 			return nil, fmt.Errorf("admin.listen %s: %w", cfg.Admin.Listen, err)
@@ -179,8 +203,10 @@ func (a *app) adminHandler(reg *prometheus.Registry) http.Handler {
 		io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !a.proxy.Ready() {
-			http.Error(w, "not ready: listeners not bound", http.StatusServiceUnavailable)
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := a.proxy.Ready(ctx); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		io.WriteString(w, "ready\n")
@@ -205,6 +231,9 @@ func (a *app) close() {
 	}
 	if a.tls != nil {
 		a.tls.Close()
+	}
+	if a.resolver != nil {
+		a.resolver.Close()
 	}
 }
 

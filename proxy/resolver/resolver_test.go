@@ -3,14 +3,140 @@ package resolver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fixedgate/fixedgate/proxy/resolver/dnstest"
 )
+
+// --- helpers ---------------------------------------------------------------------------------
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func startDNS(t *testing.T, ip string) *dnstest.Server {
+	t.Helper()
+	s, err := dnstest.Start(ip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func testConfig(servers ...string) Config {
+	return Config{Servers: servers, MinTTL: time.Second, MaxTTL: time.Minute, StaleIfError: 30 * time.Second,
+		CacheSize: 100, Timeout: 2 * time.Second}
+}
+
+// newManual returns a resolver on a fake clock whose background work runs only in r.step().
+func newManual(t *testing.T, cfg Config, opts Options) (*Resolver, *fakeClock) {
+	t.Helper()
+	clk := newFakeClock()
+	opts.Now = clk.Now
+	r, err := newResolver(cfg, opts, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r, clk
+}
+
+func newLive(t *testing.T, cfg Config, opts Options) *Resolver {
+	t.Helper()
+	r, err := NewWithOptions(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func mustLookup(t *testing.T, r *Resolver, host string) []netip.Addr {
+	t.Helper()
+	addrs, err := r.LookupNetIP(context.Background(), host)
+	if err != nil {
+		t.Fatalf("LookupNetIP(%q): %v", host, err)
+	}
+	return addrs
+}
+
+// waitFor polls cond every 10ms until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s", d, what)
+		}
+		<-tick.C
+	}
+}
+
+func addrRange(prefix string, n int) []netip.Addr {
+	out := make([]netip.Addr, n)
+	for i := range n {
+		out[i] = netip.MustParseAddr(fmt.Sprintf("%s%d", prefix, i+1))
+	}
+	return out
+}
+
+// changes records OnChange calls.
+type changes struct {
+	mu    sync.Mutex
+	calls []change
+}
+
+type change struct {
+	host  string
+	fleet []netip.Addr
+}
+
+func (c *changes) hook(host string, fleet []netip.Addr) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls = append(c.calls, change{host, fleet})
+}
+
+func (c *changes) last() (change, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.calls) == 0 {
+		return change{}, 0
+	}
+	return c.calls[len(c.calls)-1], len(c.calls)
+}
+
+// --- API and configuration -------------------------------------------------------------------
 
 func TestLookupNetIP(t *testing.T) {
 	srv, err := dnstest.Start("127.0.0.53")
@@ -26,6 +152,7 @@ func TestLookupNetIP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer r.Close()
 	ctx := context.Background()
 
 	got, err := r.LookupNetIP(ctx, "dual.test")
@@ -53,6 +180,8 @@ func TestValidate(t *testing.T) {
 	}{
 		{func(c *Config) { c.Servers = []string{"dns.example"} }, `servers[0]: "dns.example" is not an IP or IP:port`},
 		{func(c *Config) { c.MinTTL = c.MaxTTL * 2 }, "min_ttl:"},
+		{func(c *Config) { c.MinTTL = 0 }, "min_ttl: must be positive"},
+		{func(c *Config) { c.StaleIfError = -time.Second }, "stale_if_error: must not be negative"},
 		{func(c *Config) { c.CacheSize = 0 }, "cache_size: 0"},
 		{func(c *Config) { c.Timeout = 0 }, "timeout: must be positive"},
 	} {
@@ -67,4 +196,705 @@ func TestValidate(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Errorf("valid servers refused: %v", err)
 	}
+	c.StaleIfError = 0
+	if err := c.Validate(); err != nil {
+		t.Errorf("stale_if_error 0 refused: %v", err)
+	}
+}
+
+func TestResolvConf(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "resolv.conf")
+	os.WriteFile(good, []byte("search example.test\nnameserver 127.0.0.53\nnameserver ::1\n"), 0o644)
+	empty := filepath.Join(dir, "empty.conf")
+	os.WriteFile(empty, []byte("search example.test\n"), 0o644)
+	defer func(old string) { resolvConf = old }(resolvConf)
+	for _, tc := range []struct {
+		file     string
+		want     []string
+		fallback bool
+	}{
+		{good, []string{"127.0.0.53:53", "[::1]:53"}, false},
+		{empty, []string{"127.0.0.1:53"}, true},
+		{filepath.Join(dir, "missing.conf"), []string{"127.0.0.1:53"}, true},
+	} {
+		resolvConf = tc.file
+		got, note := servers(nil)
+		if !slices.Equal(got, tc.want) || (note != "") != tc.fallback {
+			t.Errorf("%s: servers %v note %q, want %v fallback %v", filepath.Base(tc.file), got, note, tc.want, tc.fallback)
+		}
+	}
+	if got, note := servers([]string{"127.0.0.9", "[::1]:5353"}); !slices.Equal(got, []string{"127.0.0.9:53", "[::1]:5353"}) || note != "" {
+		t.Errorf("configured servers = %v %q", got, note)
+	}
+}
+
+func TestOrderAndNames(t *testing.T) {
+	srv := startDNS(t, "127.0.53.1")
+	srv.Set("mixed.test", 60,
+		netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("192.0.2.9"), netip.MustParseAddr("2001:db8::1"),
+		netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.1"))
+	r, _ := newManual(t, testConfig(srv.Addr), Options{})
+	want := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.9"), netip.MustParseAddr("192.0.2.10"),
+		netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")}
+	for _, host := range []string{"mixed.test", "MIXED.Test", "mixed.test.", "Mixed.TEST."} {
+		if got := mustLookup(t, r, host); !slices.Equal(got, want) {
+			t.Errorf("%s = %v, want %v", host, got, want)
+		}
+	}
+	if n := srv.QueriesFor("mixed.test"); n != 2 {
+		t.Errorf("%d queries for one name in four spellings, want 2 (A and AAAA once)", n)
+	}
+	if got := mustLookup(t, r, "192.0.2.77"); len(got) != 1 || got[0] != netip.MustParseAddr("192.0.2.77") {
+		t.Errorf("IP literal = %v", got)
+	}
+	if _, err := r.LookupNetIP(context.Background(), "bad..name"); err == nil {
+		t.Error("an invalid name resolved")
+	}
+}
+
+// --- answers ---------------------------------------------------------------------------------
+
+func TestLargeAnswers(t *testing.T) {
+	v4, v6 := addrRange("127.0.1.", 100), addrRange("2001:db8::", 100)
+	for _, tc := range []struct {
+		name    string
+		addrs   []netip.Addr
+		maxUDP  int
+		wantTCP bool
+	}{
+		{"40 A fit in EDNS0 1232", v4[:40], 0, false},
+		{"40 AAAA fit in EDNS0 1232", v6[:40], 0, false},
+		{"40 A over a 512-byte UDP cap", v4[:40], 512, true},
+		{"100 A exceed 1232 bytes", v4, 0, true},
+		{"100 A and 100 AAAA", append(slices.Clone(v4), v6...), 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startDNS(t, "127.0.53.2")
+			srv.SetMaxUDP(tc.maxUDP)
+			srv.Set("fleet.test", 60, tc.addrs...)
+			r, _ := newManual(t, testConfig(srv.Addr), Options{})
+			got := mustLookup(t, r, "fleet.test")
+			want := slices.SortedFunc(slices.Values(tc.addrs), netip.Addr.Compare)
+			if !slices.Equal(got, want) {
+				t.Fatalf("got %d addresses, want all %d", len(got), len(want))
+			}
+			if tcp := srv.TCPQueries() > 0; tcp != tc.wantTCP {
+				t.Errorf("server saw TCP queries: %v, want %v", tcp, tc.wantTCP)
+			}
+			if st := r.Stats(); (st.TCP > 0) != tc.wantTCP {
+				t.Errorf("resolver counted %d truncated answers", st.TCP)
+			}
+		})
+	}
+}
+
+func TestExtractFollowsCNAME(t *testing.T) {
+	m := new(dns.Msg)
+	m.SetQuestion("www.test.", dns.TypeA)
+	rr := func(s string) dns.RR {
+		r, err := dns.NewRR(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	m.Answer = []dns.RR{
+		rr("www.test. 300 IN CNAME lb.test."),
+		rr("lb.test. 20 IN CNAME pool.test."),
+		rr("pool.test. 60 IN A 192.0.2.1"),
+		rr("other.test. 60 IN A 192.0.2.99"),
+	}
+	got := extract(m, "www.test.", dns.TypeA)
+	if len(got) != 1 || got[0].addr != netip.MustParseAddr("192.0.2.1") || got[0].ttl != 20 {
+		t.Errorf("extract = %+v, want 192.0.2.1 with the chain's smallest TTL 20", got)
+	}
+}
+
+func TestTTLClamp(t *testing.T) {
+	for _, tc := range []struct {
+		ttl  uint32
+		want time.Duration
+	}{
+		{0, time.Second}, // below min_ttl
+		{1, time.Second}, // at min_ttl
+		{30, 30 * time.Second},
+		{86400, time.Minute}, // above max_ttl
+	} {
+		t.Run(fmt.Sprint(tc.ttl), func(t *testing.T) {
+			srv := startDNS(t, "127.0.53.3")
+			srv.Set("ttl.test", tc.ttl, netip.MustParseAddr("192.0.2.1"))
+			r, clk := newManual(t, testConfig(srv.Addr), Options{})
+			mustLookup(t, r, "ttl.test")
+			clk.Advance(tc.want - 10*time.Millisecond)
+			mustLookup(t, r, "ttl.test")
+			if n := srv.QueriesFor("ttl.test"); n != 2 {
+				t.Fatalf("%d queries before the clamped TTL %s ran out, want 2", n, tc.want)
+			}
+			clk.Advance(20 * time.Millisecond)
+			mustLookup(t, r, "ttl.test")
+			if n := srv.QueriesFor("ttl.test"); n != 4 {
+				t.Fatalf("%d queries after the clamped TTL %s ran out, want 4", n, tc.want)
+			}
+		})
+	}
+}
+
+// --- the fleet -------------------------------------------------------------------------------
+
+func TestRotatingSubsetsUnion(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		ttl    uint32
+		minTTL time.Duration
+		every  time.Duration // the sampling cadence for partial answers
+	}{
+		{"TTL 60s, min_ttl 1s: sampled every min_ttl", 60, time.Second, time.Second},
+		{"TTL 1s = min_ttl: sampled every quarter TTL", 1, time.Second, 250 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startDNS(t, "127.0.53.4")
+			fleet := addrRange("127.0.1.", 40)
+			srv.SetRotating("api.test", tc.ttl, 10, fleet...)
+			var ch changes
+			cfg := testConfig(srv.Addr)
+			cfg.MinTTL = tc.minTTL
+			r, clk := newManual(t, cfg, Options{OnChange: ch.hook})
+			if got := mustLookup(t, r, "api.test"); len(got) != 10 {
+				t.Fatalf("first answer gave %d addresses, want 10", len(got))
+			}
+			refreshes := 0
+			for len(mustLookup(t, r, "api.test")) < 30 {
+				if refreshes == 5 {
+					t.Fatalf("fleet has %d of 40 after %d refreshes", len(mustLookup(t, r, "api.test")), refreshes)
+				}
+				clk.Advance(tc.every)
+				r.step()
+				refreshes++
+			}
+			t.Logf("fleet >= 30 of 40 after %d refreshes", refreshes)
+			for range 10 { // the union stays whole while the server keeps rotating
+				clk.Advance(tc.every)
+				r.step()
+				if got := mustLookup(t, r, "api.test"); !slices.Equal(got, fleet) {
+					t.Fatalf("fleet = %d addresses, want all 40", len(got))
+				}
+			}
+			if c, _ := ch.last(); len(c.fleet) != 40 || c.host != "api.test" {
+				t.Errorf("last OnChange = %s with %d addresses, want api.test with 40", c.host, len(c.fleet))
+			}
+			if st := r.Stats(); st.Misses != 1 {
+				t.Errorf("%d lookups waited for DNS, want 1", st.Misses)
+			}
+		})
+	}
+}
+
+func TestRotatingSubsetsBackground(t *testing.T) {
+	srv := startDNS(t, "127.0.53.5")
+	srv.SetRotating("api.test", 1, 10, addrRange("127.0.1.", 40)...)
+	cfg := testConfig(srv.Addr)
+	cfg.MinTTL, cfg.MaxTTL = 100*time.Millisecond, 5*time.Second
+	r := newLive(t, cfg, Options{})
+	mustLookup(t, r, "api.test")
+	waitFor(t, 5*time.Second, "fleet never reached 30 of 40", func() bool {
+		return len(mustLookup(t, r, "api.test")) >= 30
+	})
+	if n := srv.QueriesFor("api.test"); n > 60 {
+		t.Errorf("%d queries to gather the fleet, want a bounded few", n)
+	}
+	if st := r.Stats(); st.Misses != 1 {
+		t.Errorf("%d lookups waited for DNS, want only the first", st.Misses)
+	}
+}
+
+func TestTTLChange(t *testing.T) {
+	srv := startDNS(t, "127.0.53.6")
+	a := netip.MustParseAddr("192.0.2.1")
+	srv.Set("api.test", 60, a)
+	r, clk := newManual(t, testConfig(srv.Addr), Options{})
+	mustLookup(t, r, "api.test")
+	queries := func() int64 { return srv.QueriesFor("api.test") }
+	for range probeAnswers { // the first refreshes come at min_ttl
+		clk.Advance(time.Second)
+		r.step()
+	}
+	if n := queries(); n != 2+2*probeAnswers {
+		t.Fatalf("%d queries after the first answers, want %d", n, 2+2*probeAnswers)
+	}
+
+	clk.Advance(44 * time.Second) // the next refresh is due at 75% of 60s
+	r.step()
+	if n := queries(); n != 6 {
+		t.Fatalf("%d queries before 75%% of the TTL, want 6", n)
+	}
+	srv.Set("api.test", 4, a)
+	clk.Advance(time.Second)
+	mustLookup(t, r, "api.test")
+	r.step()
+	if n := queries(); n != 8 {
+		t.Fatalf("%d queries at 75%% of the TTL, want 8", n)
+	}
+	clk.Advance(3 * time.Second) // 75% of the new 4s TTL
+	mustLookup(t, r, "api.test")
+	r.step()
+	if n := queries(); n != 10 {
+		t.Fatalf("%d queries 3s after the TTL dropped to 4s, want 10 (refreshed sooner)", n)
+	}
+	if st := r.Stats(); st.Misses != 1 {
+		t.Errorf("%d lookups waited for DNS, want 1", st.Misses)
+	}
+}
+
+func TestFleetShrink(t *testing.T) {
+	srv := startDNS(t, "127.0.53.7")
+	a, b, c := netip.MustParseAddr("127.0.1.1"), netip.MustParseAddr("127.0.1.2"), netip.MustParseAddr("127.0.1.3")
+	srv.Set("api.test", 1, a, b, c)
+	cfg := testConfig(srv.Addr)
+	cfg.MinTTL, cfg.MaxTTL = 100*time.Millisecond, 5*time.Second
+	var ch changes
+	r := newLive(t, cfg, Options{OnChange: ch.hook})
+	if got := mustLookup(t, r, "api.test"); len(got) != 3 {
+		t.Fatalf("got %v", got)
+	}
+	waitFor(t, 2*time.Second, "no OnChange for the first fill", func() bool { _, n := ch.last(); return n == 1 })
+	srv.Set("api.test", 1, a, b)
+	waitFor(t, 5*time.Second, "removed address never left the fleet", func() bool {
+		last, _ := ch.last()
+		return slices.Equal(last.fleet, []netip.Addr{a, b})
+	})
+	if got := mustLookup(t, r, "api.test"); !slices.Equal(got, []netip.Addr{a, b}) {
+		t.Errorf("fleet = %v, want %v", got, []netip.Addr{a, b})
+	}
+	if st := r.Stats(); st.Misses != 1 {
+		t.Errorf("%d lookups waited for DNS, want 1", st.Misses)
+	}
+}
+
+func TestAddressLeavesAfterItsOwnTTL(t *testing.T) {
+	srv := startDNS(t, "127.0.53.21")
+	a, b := netip.MustParseAddr("127.0.1.1"), netip.MustParseAddr("127.0.1.2")
+	srv.SetRotating("api.test", 10, 1, a, b)
+	var ch changes
+	r, clk := newManual(t, testConfig(srv.Addr), Options{OnChange: ch.hook})
+	mustLookup(t, r, "api.test") // a, expires at 10s
+	clk.Advance(time.Second)
+	r.step() // b, expires at 11s
+	srv.SetRotating("api.test", 10, 1, b)
+	clk.Advance(8500 * time.Millisecond)
+	if got := mustLookup(t, r, "api.test"); !slices.Equal(got, []netip.Addr{a, b}) {
+		t.Fatalf("fleet at 9.5s = %v, want both", got)
+	}
+	queries := srv.QueriesFor("api.test")
+	clk.Advance(time.Second) // 10.5s: a's TTL is over, b's is not; no refresh has run
+	if got := mustLookup(t, r, "api.test"); !slices.Equal(got, []netip.Addr{b}) {
+		t.Fatalf("fleet at 10.5s = %v, want only %v", got, b)
+	}
+	if n := srv.QueriesFor("api.test"); n != queries {
+		t.Errorf("dropping an expired address sent %d queries", n-queries)
+	}
+	r.step()
+	if last, _ := ch.last(); !slices.Equal(last.fleet, []netip.Addr{b}) {
+		t.Errorf("last OnChange fleet = %v, want %v", last.fleet, []netip.Addr{b})
+	}
+}
+
+// --- failures --------------------------------------------------------------------------------
+
+func TestStaleIfError(t *testing.T) {
+	a := netip.MustParseAddr("192.0.2.1")
+	for _, tc := range []struct {
+		name  string
+		brk   func(*dnstest.Server)
+		check func(error) bool
+	}{
+		{"SERVFAIL", func(s *dnstest.Server) { s.SetRcode("api.test", dns.RcodeServerFailure) },
+			func(err error) bool { return errors.Is(err, errServFail) }},
+		{"REFUSED", func(s *dnstest.Server) { s.SetRcode("api.test", dns.RcodeRefused) },
+			func(err error) bool { return errors.Is(err, errRefused) }},
+		{"no answer", func(s *dnstest.Server) { s.SetDrop("api.test", true) }, isTimeout},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startDNS(t, "127.0.53.8")
+			srv.Set("api.test", 10, a)
+			cfg := testConfig(srv.Addr)
+			cfg.Timeout = 300 * time.Millisecond
+			r, clk := newManual(t, cfg, Options{})
+			mustLookup(t, r, "api.test")
+			tc.brk(srv)
+
+			clk.Advance(7500 * time.Millisecond) // refresh due; it fails
+			r.step()
+			before := srv.QueriesFor("api.test")
+			if before < 4 {
+				t.Fatalf("refresh never asked: %d queries", before)
+			}
+			clk.Advance(5 * time.Second) // past the 10s TTL
+			if got := mustLookup(t, r, "api.test"); !slices.Equal(got, []netip.Addr{a}) {
+				t.Fatalf("stale fleet = %v", got)
+			}
+			r.step() // retries with back-off; still failing
+			if st := r.Stats(); st.Stale == 0 {
+				t.Error("stale answers not counted")
+			}
+			clk.Advance(28 * time.Second) // 10s TTL + 30s stale_if_error has passed
+			r.step()
+			_, err := r.LookupNetIP(context.Background(), "api.test")
+			if err == nil || errors.Is(err, ErrNotFound) || !tc.check(err) || !strings.HasPrefix(err.Error(), "resolve api.test: ") {
+				t.Fatalf("after stale_if_error: %v", err)
+			}
+
+			srv.Set("api.test", 10, a) // DNS recovers: the next retry (back-off <= 30s) restores the fleet
+			clk.Advance(30 * time.Second)
+			r.step()
+			if got := mustLookup(t, r, "api.test"); !slices.Equal(got, []netip.Addr{a}) {
+				t.Fatalf("after recovery = %v", got)
+			}
+		})
+	}
+}
+
+func TestNegativeCaching(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		prog   func(*dnstest.Server)
+		negTTL uint32
+		want   time.Duration
+	}{
+		{"NXDOMAIN", func(*dnstest.Server) {}, 3, 3 * time.Second},
+		{"NODATA", func(s *dnstest.Server) { s.SetRcode("gone.test", dns.RcodeSuccess) }, 3, 3 * time.Second},
+		{"SOA below min_ttl", func(*dnstest.Server) {}, 0, time.Second},
+		{"SOA above max_ttl", func(*dnstest.Server) {}, 3600, time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startDNS(t, "127.0.53.9")
+			srv.SetNegativeTTL(tc.negTTL)
+			tc.prog(srv)
+			r, clk := newManual(t, testConfig(srv.Addr), Options{})
+			for i, wantQ := range []int64{2, 2} {
+				if _, err := r.LookupNetIP(context.Background(), "gone.test"); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("lookup %d: %v, want ErrNotFound", i, err)
+				}
+				if n := srv.QueriesFor("gone.test"); n != wantQ {
+					t.Fatalf("lookup %d: %d queries, want %d", i, n, wantQ)
+				}
+			}
+			clk.Advance(tc.want - 10*time.Millisecond)
+			r.LookupNetIP(context.Background(), "gone.test")
+			if n := srv.QueriesFor("gone.test"); n != 2 {
+				t.Fatalf("asked again before the negative TTL %s ran out", tc.want)
+			}
+			clk.Advance(20 * time.Millisecond)
+			r.LookupNetIP(context.Background(), "gone.test")
+			if n := srv.QueriesFor("gone.test"); n != 4 {
+				t.Fatalf("%d queries after the negative TTL %s ran out, want 4", n, tc.want)
+			}
+			if st := r.Stats(); st.Negative < 2 {
+				t.Errorf("negative answers counted %d", st.Negative)
+			}
+		})
+	}
+}
+
+func TestNXDomainDropsFleet(t *testing.T) {
+	srv := startDNS(t, "127.0.53.10")
+	srv.Set("api.test", 10, netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"))
+	var ch changes
+	r, clk := newManual(t, testConfig(srv.Addr), Options{OnChange: ch.hook})
+	mustLookup(t, r, "api.test")
+	r.step()
+	srv.SetRcode("api.test", dns.RcodeNameError)
+	clk.Advance(7500 * time.Millisecond)
+	r.step()
+	if _, err := r.LookupNetIP(context.Background(), "api.test"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after NXDOMAIN: %v, want ErrNotFound (no stale fleet)", err)
+	}
+	if last, n := ch.last(); n != 2 || last.fleet != nil {
+		t.Errorf("OnChange calls %d, last fleet %v; want the fill then an empty fleet", n, last.fleet)
+	}
+}
+
+func TestServerFailover(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		brk  func(*dnstest.Server)
+	}{
+		{"SERVFAIL", func(s *dnstest.Server) { s.SetRcode("api.test", dns.RcodeServerFailure) }},
+		{"REFUSED", func(s *dnstest.Server) { s.SetRcode("api.test", dns.RcodeRefused) }},
+		{"timeout", func(s *dnstest.Server) { s.SetDrop("api.test", true) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad, good := startDNS(t, "127.0.53.11"), startDNS(t, "127.0.53.12")
+			tc.brk(bad)
+			good.Set("api.test", 60, netip.MustParseAddr("192.0.2.1"))
+			cfg := testConfig(bad.Addr, good.Addr)
+			cfg.Timeout = time.Second
+			r, _ := newManual(t, cfg, Options{})
+			if got := mustLookup(t, r, "api.test"); len(got) != 1 {
+				t.Fatalf("got %v", got)
+			}
+			if bad.QueriesFor("api.test") != 2 || good.QueriesFor("api.test") != 2 {
+				t.Errorf("queries: first server %d, second %d; want 2 each", bad.QueriesFor("api.test"), good.QueriesFor("api.test"))
+			}
+		})
+	}
+}
+
+func TestTimeoutIsDetectable(t *testing.T) {
+	srv := startDNS(t, "127.0.53.13")
+	srv.SetDrop("slow.test", true)
+	cfg := testConfig(srv.Addr)
+	cfg.Timeout = 200 * time.Millisecond
+	r, _ := newManual(t, cfg, Options{})
+	_, err := r.LookupNetIP(context.Background(), "slow.test")
+	if err == nil || !isTimeout(err) || errors.Is(err, ErrNotFound) {
+		t.Fatalf("dropped queries: %v, want a timeout", err)
+	}
+	if strings.Contains(err.Error(), "\n") {
+		t.Errorf("error spans lines: %q", err)
+	}
+
+	srv.SetDrop("slower.test", true)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := r.LookupNetIP(ctx, "slower.test"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("caller deadline: %v, want context.DeadlineExceeded", err)
+	}
+}
+
+// --- concurrency, cache, lifecycle -----------------------------------------------------------
+
+func TestSingleflight(t *testing.T) {
+	srv := startDNS(t, "127.0.53.14")
+	srv.Set("api.test", 60, netip.MustParseAddr("192.0.2.1"))
+	srv.SetDelay("api.test", 50*time.Millisecond) // keep the first lookup in flight
+	r, _ := newManual(t, testConfig(srv.Addr), Options{})
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for range 50 {
+		wg.Go(func() {
+			<-start
+			if got, err := r.LookupNetIP(context.Background(), "api.test"); err != nil || len(got) != 1 {
+				errs <- fmt.Errorf("got %v, %v", got, err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := srv.QueriesFor("api.test"); n != 2 {
+		t.Errorf("50 concurrent cold lookups sent %d queries, want 2 (one A, one AAAA)", n)
+	}
+}
+
+func TestWarmLookupsSendNoQueries(t *testing.T) {
+	srv := startDNS(t, "127.0.53.15")
+	srv.Set("api.test", 60, netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1"))
+	r := newLive(t, testConfig(srv.Addr), Options{})
+	mustLookup(t, r, "api.test")
+	before := srv.Queries()
+	for range 1000 {
+		mustLookup(t, r, "api.test")
+	}
+	if n := srv.Queries() - before; n != 0 {
+		t.Errorf("1000 warm lookups sent %d queries", n)
+	}
+	if st := r.Stats(); st.Hits < 1000 {
+		t.Errorf("hits = %d, want >= 1000", st.Hits)
+	}
+	ctx := context.Background()
+	if allocs := testing.AllocsPerRun(1000, func() { r.LookupNetIP(ctx, "api.test") }); allocs != 0 {
+		t.Errorf("warm lookup allocates %.1f times", allocs)
+	}
+}
+
+func TestCacheBound(t *testing.T) {
+	srv := startDNS(t, "127.0.53.16")
+	names := []string{"a.test", "b.test", "c.test", "d.test", "e.test"}
+	for i, n := range names {
+		srv.Set(n, 60, netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)}))
+	}
+	cfg := testConfig(srv.Addr)
+	cfg.CacheSize = 3
+	reg := prometheus.NewRegistry()
+	r, _ := newManual(t, cfg, Options{Registerer: reg})
+	for _, n := range names {
+		mustLookup(t, r, n)
+	}
+	r.step()
+	if st := r.Stats(); st.Names != 3 {
+		t.Errorf("%d names cached, want cache_size 3", st.Names)
+	}
+	if got := gaugeNames(t, reg); !slices.Equal(got, []string{"c.test", "d.test", "e.test"}) {
+		t.Errorf("fleet_size series for %v, want the 3 cached names", got)
+	}
+	mustLookup(t, r, "a.test") // evicted: asked again
+	if n := srv.QueriesFor("a.test"); n != 4 {
+		t.Errorf("evicted name: %d queries, want 4", n)
+	}
+}
+
+func TestIdleNamesEvicted(t *testing.T) {
+	srv := startDNS(t, "127.0.53.17")
+	srv.Set("used.test", 60, netip.MustParseAddr("192.0.2.1"))
+	srv.Set("idle.test", 60, netip.MustParseAddr("192.0.2.2"))
+	r, clk := newManual(t, testConfig(srv.Addr), Options{})
+	mustLookup(t, r, "used.test")
+	mustLookup(t, r, "idle.test")
+	for range 12 { // 12 × 10s = 2 × max_ttl: idle.test falls out of use; used.test stays warm
+		clk.Advance(10 * time.Second)
+		mustLookup(t, r, "used.test")
+		r.step()
+	}
+	if st := r.Stats(); st.Names != 1 {
+		t.Errorf("%d names cached, want 1", st.Names)
+	}
+	idleQueries := srv.QueriesFor("idle.test")
+	for range 6 {
+		clk.Advance(10 * time.Second)
+		mustLookup(t, r, "used.test")
+		r.step()
+	}
+	if n := srv.QueriesFor("idle.test"); n != idleQueries {
+		t.Errorf("evicted name still refreshed: %d queries, then %d", idleQueries, n)
+	}
+	if st := r.Stats(); st.Misses != 2 {
+		t.Errorf("%d lookups waited, want 2", st.Misses)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	srv := startDNS(t, "127.0.53.18")
+	srv.Set("api.test", 60, netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"))
+	reg := prometheus.NewRegistry()
+	r, _ := newManual(t, testConfig(srv.Addr), Options{Registerer: reg})
+	mustLookup(t, r, "api.test")
+	mustLookup(t, r, "api.test")
+	r.LookupNetIP(context.Background(), "gone.test")
+	r.LookupNetIP(context.Background(), "gone.test")
+	r.step()
+	want := map[string]float64{
+		`fixedgate_dns_queries_total{result="ok",type="A"}`:          1,
+		`fixedgate_dns_queries_total{result="ok",type="AAAA"}`:       1,
+		`fixedgate_dns_queries_total{result="nxdomain",type="A"}`:    1,
+		`fixedgate_dns_queries_total{result="nxdomain",type="AAAA"}`: 1,
+		`fixedgate_dns_cache_total{result="hit"}`:                    1,
+		`fixedgate_dns_cache_total{result="miss"}`:                   2,
+		`fixedgate_dns_cache_total{result="negative"}`:               1,
+		`fixedgate_dns_fleet_size{name="api.test"}`:                  2,
+	}
+	got := gather(t, reg)
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	if _, err := NewWithOptions(testConfig(srv.Addr), Options{Registerer: reg}); err == nil {
+		t.Error("a second resolver on the same registry was accepted")
+	}
+}
+
+func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			out[mf.GetName()+"{"+strings.Join(labels, ",")+"}"] = v
+		}
+	}
+	return out
+}
+
+func gaugeNames(t *testing.T, reg *prometheus.Registry) []string {
+	var names []string
+	for k := range gather(t, reg) {
+		if n, ok := strings.CutPrefix(k, `fixedgate_dns_fleet_size{name="`); ok {
+			names = append(names, strings.TrimSuffix(n, `"}`))
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+func TestCloseStopsGoroutines(t *testing.T) {
+	srv := startDNS(t, "127.0.53.19")
+	srv.Set("api.test", 1, netip.MustParseAddr("192.0.2.1"))
+	srv.SetDrop("slow.test", true)
+	base := runtime.NumGoroutine()
+	cfg := testConfig(srv.Addr)
+	cfg.MinTTL, cfg.Timeout = 100*time.Millisecond, 5*time.Second
+	r, err := NewWithOptions(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustLookup(t, r, "api.test")
+	slow := make(chan error, 1)
+	go func() { _, err := r.LookupNetIP(context.Background(), "slow.test"); slow <- err }()
+	waitFor(t, 2*time.Second, "slow.test never asked", func() bool { return srv.QueriesFor("slow.test") >= 2 })
+	waitFor(t, 3*time.Second, "no background refresh", func() bool { return r.Stats().Refreshes > 0 })
+
+	start := time.Now()
+	r.Close()
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Close took %s with a lookup in flight", d)
+	}
+	if err := <-slow; err == nil {
+		t.Error("in-flight lookup succeeded after Close")
+	}
+	waitFor(t, 2*time.Second, fmt.Sprintf("goroutines after Close: %d, before New: %d", runtime.NumGoroutine(), base),
+		func() bool { return runtime.NumGoroutine() <= base })
+
+	if got := mustLookup(t, r, "api.test"); len(got) != 1 { // cached names are still served
+		t.Errorf("after Close: %v", got)
+	}
+	if _, err := r.LookupNetIP(context.Background(), "new.test"); !errors.Is(err, errClosed) {
+		t.Errorf("cold lookup after Close: %v", err)
+	}
+	r.Close()
+}
+
+func BenchmarkLookupWarm(b *testing.B) {
+	srv, err := dnstest.Start("127.0.53.20")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	srv.Set("api.test", 300, addrRange("127.0.1.", 40)...)
+	r, err := New(testConfig(srv.Addr))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	ctx := context.Background()
+	if _, err := r.LookupNetIP(ctx, "api.test"); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			r.LookupNetIP(ctx, "api.test")
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				r.LookupNetIP(ctx, "api.test")
+			}
+		})
+	})
 }

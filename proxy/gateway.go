@@ -1,0 +1,641 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/fixedgate/fixedgate/proxy/egress"
+	"github.com/fixedgate/fixedgate/proxy/health"
+	"github.com/fixedgate/fixedgate/proxy/resolver"
+)
+
+// RouteConfig is one `routes:` entry of the gateway door: requests whose Host (and path prefix)
+// match are re-encrypted to the fleet behind upstream.
+type RouteConfig struct {
+	Host       string `yaml:"host"`
+	PathPrefix string `yaml:"path_prefix"`
+	// Upstream is https://name[:port]; name is resolved to the backend fleet and is the SNI and
+	// certificate name expected from every backend.
+	Upstream string `yaml:"upstream"`
+	// Check is an optional active health check of every backend of the fleet.
+	Check *CheckConfig `yaml:"check"`
+}
+
+// CheckConfig is a route's active health check: GET path on every backend each interval.
+type CheckConfig struct {
+	Path     string        `yaml:"path"`
+	Interval time.Duration `yaml:"interval"`
+	Timeout  time.Duration `yaml:"timeout"`
+}
+
+// GatewayConfig is the `gateway:` section: settings shared by every route.
+type GatewayConfig struct {
+	// TrustedProxies are client networks whose X-Forwarded-For/-Host/-Proto are kept and
+	// extended; from anyone else those headers are replaced.
+	TrustedProxies []netip.Prefix `yaml:"trusted_proxies"`
+	// MaxRetries is how many other backends one request may try after the first (default 2).
+	MaxRetries int `yaml:"max_retries"`
+	// RetryBudgetPercent caps retries at this share of requests over ten seconds (default 20).
+	RetryBudgetPercent int `yaml:"retry_budget_percent"`
+}
+
+// DefaultGateway returns the documented defaults.
+func DefaultGateway() GatewayConfig {
+	return GatewayConfig{MaxRetries: 2, RetryBudgetPercent: 20}
+}
+
+// Validate checks the section; messages are relative to `gateway:`.
+func (g GatewayConfig) Validate() error {
+	for i, p := range g.TrustedProxies {
+		if p != p.Masked() {
+			return fmt.Errorf("trusted_proxies[%d]: %s has host bits set (did you mean %s?)", i, p, p.Masked())
+		}
+	}
+	if g.MaxRetries < 0 || g.MaxRetries > 5 {
+		return fmt.Errorf("max_retries: %d is outside 0..5", g.MaxRetries)
+	}
+	if g.RetryBudgetPercent < 0 || g.RetryBudgetPercent > 100 {
+		return fmt.Errorf("retry_budget_percent: %d is outside 0..100", g.RetryBudgetPercent)
+	}
+	return nil
+}
+
+// ValidateRoutes checks the `routes:` list; messages carry the index (`[1].upstream: …`).
+func ValidateRoutes(rs []RouteConfig) error {
+	seen := map[string]int{}
+	for i, r := range rs {
+		if _, err := newRoute(r); err != nil {
+			return fmt.Errorf("[%d].%w", i, err)
+		}
+		key := strings.ToLower(r.Host) + " " + r.PathPrefix
+		if j, ok := seen[key]; ok {
+			return fmt.Errorf("[%d]: host %q with path_prefix %q is already routed at [%d]", i, r.Host, r.PathPrefix, j)
+		}
+		seen[key] = i
+	}
+	return nil
+}
+
+// gwRoute is a parsed route.
+type gwRoute struct {
+	cfg       RouteConfig
+	host      string // the Host it answers, lower case, no port
+	prefix    string
+	name      string // upstream name (or IP literal) resolved to the fleet; SNI and Host sent
+	addr      netip.Addr
+	port      uint16
+	authority string // name[:port] as in the Host header sent upstream
+	target    string // https://authority, for logs and reasons
+
+	allowed atomic.Pointer[fleetView] // the last fleet after the SSRF guard, reused while unchanged
+}
+
+// fleetView is a resolver snapshot and the part of it the guard lets through.
+type fleetView struct {
+	from    []netip.Addr
+	allowed []netip.Addr
+	denied  netip.Addr // one refused address, for the reason when nothing is left
+}
+
+func newRoute(c RouteConfig) (*gwRoute, error) {
+	host := strings.ToLower(strings.TrimSuffix(c.Host, "."))
+	switch {
+	case host == "":
+		return nil, errors.New("host: empty (the Host clients send, e.g. proxy.api.example.com)")
+	case strings.ContainsAny(host, "/:*@ "):
+		return nil, fmt.Errorf("host: %q must be a plain host name (no port, scheme, path or wildcard)", c.Host)
+	}
+	if c.PathPrefix != "" && !strings.HasPrefix(c.PathPrefix, "/") {
+		return nil, fmt.Errorf("path_prefix: %q must start with /", c.PathPrefix)
+	}
+	u, err := url.Parse(c.Upstream)
+	switch {
+	case c.Upstream == "":
+		return nil, errors.New("upstream: empty (https://name[:port])")
+	case err != nil:
+		return nil, fmt.Errorf("upstream: %q: %v", c.Upstream, err)
+	case u.Scheme != "https":
+		return nil, fmt.Errorf("upstream: %q must be https:// (the gateway always re-encrypts)", c.Upstream)
+	case u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+		return nil, fmt.Errorf("upstream: %q must be https://name[:port] without credentials, path or query", c.Upstream)
+	case u.Hostname() == "":
+		return nil, fmt.Errorf("upstream: %q has no host", c.Upstream)
+	}
+	r := &gwRoute{cfg: c, host: host, prefix: strings.TrimSuffix(c.PathPrefix, "/"), name: strings.ToLower(u.Hostname()), port: 443}
+	if p := u.Port(); p != "" {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil || n == 0 {
+			return nil, fmt.Errorf("upstream: %q: port %q is not 1-65535", c.Upstream, p)
+		}
+		r.port = uint16(n)
+	}
+	if a, err := netip.ParseAddr(r.name); err == nil {
+		r.addr = a.Unmap()
+	}
+	r.authority = u.Host
+	if r.port == 443 {
+		r.authority = u.Hostname()
+		if r.addr.Is6() {
+			r.authority = "[" + r.name + "]"
+		}
+	}
+	r.authority = strings.ToLower(r.authority)
+	r.target = "https://" + r.authority
+	if c.Check != nil {
+		switch {
+		case !strings.HasPrefix(c.Check.Path, "/"):
+			return nil, fmt.Errorf("check.path: %q must start with /", c.Check.Path)
+		case c.Check.Interval < time.Second:
+			return nil, fmt.Errorf("check.interval: %s, must be at least 1s", c.Check.Interval)
+		case c.Check.Timeout < 0 || c.Check.Timeout > c.Check.Interval:
+			return nil, fmt.Errorf("check.timeout: %s must be between 0 (default 2s) and the interval", c.Check.Timeout)
+		}
+	}
+	return r, nil
+}
+
+// matches reports whether path is under the route's prefix (whole segments only).
+func (r *gwRoute) matches(path string) bool {
+	return r.prefix == "" || path == r.prefix || (strings.HasPrefix(path, r.prefix) && path[len(r.prefix)] == '/')
+}
+
+// gateway holds the routes, longest prefix first per host.
+type gateway struct {
+	byHost map[string][]*gwRoute
+	routes []*gwRoute
+}
+
+func newGateway(cfgs []RouteConfig) (*gateway, error) {
+	g := &gateway{byHost: map[string][]*gwRoute{}}
+	for i, c := range cfgs {
+		r, err := newRoute(c)
+		if err != nil {
+			return nil, fmt.Errorf("routes[%d].%w", i, err)
+		}
+		g.routes = append(g.routes, r)
+		g.byHost[r.host] = append(g.byHost[r.host], r)
+	}
+	for _, rs := range g.byHost {
+		slices.SortStableFunc(rs, func(a, b *gwRoute) int { return len(b.prefix) - len(a.prefix) })
+	}
+	return g, nil
+}
+
+// match returns the route for a request's Host and path, or nil.
+func (g *gateway) match(hostport, path string) *gwRoute {
+	if len(g.byHost) == 0 {
+		return nil
+	}
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	rs := g.byHost[host]
+	if rs == nil {
+		rs = g.byHost[strings.ToLower(strings.TrimSuffix(host, "."))]
+	}
+	for _, r := range rs {
+		if r.matches(path) {
+			return r
+		}
+	}
+	return nil
+}
+
+type gatewayKey struct{}
+
+// gwReq travels with one gateway request from the door to the transport.
+type gwReq struct {
+	route    *gwRoute
+	fleet    []netip.Addr
+	identity string
+	rec      *record
+	attempts int
+	tried    [4]netip.AddrPort
+}
+
+// serveGateway re-encrypts a request to the route's fleet.
+func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request, rec *record, rt *gwRoute) {
+	rec.door = "gateway"
+	rec.target = rt.target
+	fleet, ok := s.gatewayFleet(r.Context(), w, rt, rec)
+	if !ok {
+		return
+	}
+	clientIP, _, _ := net.SplitHostPort(r.RemoteAddr)
+	gr := &gwReq{route: rt, fleet: fleet, identity: clientIP, rec: rec}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &countingBody{ReadCloser: r.Body, n: &rec.bytesUp}
+	}
+	s.gwProxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), gatewayKey{}, gr)))
+}
+
+// gatewayFleet resolves the route's upstream (warm names come from the cache without a query)
+// and keeps the addresses the SSRF guard allows. It answers the client itself on failure.
+func (s *Server) gatewayFleet(ctx context.Context, w http.ResponseWriter, rt *gwRoute, rec *record) ([]netip.Addr, bool) {
+	var fleet []netip.Addr
+	if rt.addr.IsValid() {
+		fleet = []netip.Addr{rt.addr}
+	} else {
+		var err error
+		if fleet, err = s.resolver.LookupNetIP(ctx, rt.name); err != nil {
+			code, reason := http.StatusBadGateway, "cannot resolve upstream "+rt.name
+			switch {
+			case errors.Is(err, resolver.ErrNotFound):
+				reason += ": no such host"
+			case isTimeout(err):
+				code, reason = http.StatusGatewayTimeout, reason+": DNS timeout"
+			}
+			s.refuse(w, rec, code, reason, err)
+			return nil, false
+		}
+	}
+	v := rt.allowed.Load()
+	if v == nil || !sameSlice(v.from, fleet) {
+		v = &fleetView{from: fleet, allowed: make([]netip.Addr, 0, len(fleet))}
+		for _, a := range fleet {
+			if err := s.policy.CheckAddr(a, rt.port); err != nil {
+				v.denied = a
+				continue
+			}
+			v.allowed = append(v.allowed, a)
+		}
+		if v.denied.IsValid() {
+			s.log.Warn("upstream resolved into a denied network; those backends are skipped",
+				zap.String("upstream", rt.name), zap.Stringer("address", v.denied))
+		}
+		rt.allowed.Store(v)
+	}
+	if len(v.allowed) == 0 {
+		rec.resolved = v.denied
+		s.refuse(w, rec, http.StatusBadGateway, fmt.Sprintf("upstream %s resolved only into denied networks (%s); list them in forward.allow_networks if they are yours", rt.name, v.denied), nil)
+		return nil, false
+	}
+	return v.allowed, true
+}
+
+func sameSlice(a, b []netip.Addr) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+func newGatewayProxy(s *Server) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			gr := pr.In.Context().Value(gatewayKey{}).(*gwReq)
+			pr.Out.URL.Scheme = "https"
+			pr.Out.URL.Host = gr.route.authority
+			pr.Out.Host = gr.route.authority
+			if s.trustedClient(pr.In.RemoteAddr) {
+				for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+					if v, ok := pr.In.Header[h]; ok {
+						pr.Out.Header[h] = v
+					}
+				}
+			}
+			pr.SetXForwarded()
+			if pr.In.TLS == nil && !s.trustedClient(pr.In.RemoteAddr) {
+				pr.Out.Header.Set("X-Forwarded-Proto", "http")
+			}
+			for k := range pr.Out.Header {
+				if len(k) > 6 && strings.EqualFold(k[:6], "Proxy-") {
+					delete(pr.Out.Header, k)
+				}
+			}
+		},
+		Transport:     roundTripperFunc(s.gatewayRoundTrip),
+		FlushInterval: -1,
+		ErrorLog:      s.stdLog,
+		ErrorHandler:  s.gatewayError,
+	}
+}
+
+func (s *Server) trustedClient(remote string) bool {
+	if len(s.opts.Gateway.TrustedProxies) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return false
+	}
+	for _, p := range s.opts.Gateway.TrustedProxies {
+		if p.Contains(ap.Addr().Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+// errNoBackend is returned when every backend of a fleet was tried or excluded.
+var errNoBackend = errors.New("no backend left to try")
+
+// backendError is the last failure of a gateway request, after its retries.
+type backendError struct {
+	route    *gwRoute
+	attempts int
+	err      error
+}
+
+func (e *backendError) Error() string {
+	return fmt.Sprintf("%s: %d attempt(s): %v", e.route.name, e.attempts, e.err)
+}
+func (e *backendError) Unwrap() error { return e.err }
+
+// gatewayRoundTrip sends one request to a backend picked from the fleet and, when it is safe,
+// retries on a different backend: after a failed connection or TLS handshake always (nothing
+// was sent), after a connection that died before any response byte only for idempotent
+// requests without a body. Retries are bounded by max_retries, the retry budget and the
+// request's own deadline.
+func (s *Server) gatewayRoundTrip(req *http.Request) (*http.Response, error) {
+	gr := req.Context().Value(gatewayKey{}).(*gwReq)
+	rt := gr.route
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	if hasBody {
+		// The transport closes the body on failure; a retry after a failed dial still needs it.
+		// The server closes the real body when the handler returns.
+		req.Body = io.NopCloser(req.Body)
+	}
+	upgrade := req.Header.Get("Upgrade") != ""
+	s.retryBudget.Request()
+	var lastErr error
+	for {
+		if gr.attempts > 0 {
+			if !retryable(lastErr, req.Method, hasBody) || gr.attempts > s.opts.Gateway.MaxRetries || req.Context().Err() != nil {
+				break
+			}
+			if !s.retryBudget.TryRetry() {
+				s.metrics.retries.WithLabelValues(rt.name, "budget_exhausted").Inc()
+				break
+			}
+			s.metrics.retries.WithLabelValues(rt.name, "retried").Inc()
+		}
+		ap, ok := s.health.Pick(gr.fleet, rt.port, gr.tried[:min(gr.attempts, len(gr.tried))])
+		if !ok {
+			if lastErr == nil {
+				lastErr = errNoBackend
+			}
+			break
+		}
+		if gr.attempts < len(gr.tried) {
+			gr.tried[gr.attempts] = ap
+		}
+		gr.attempts++
+		src, err := s.egress.Pick(gr.identity, ap.Addr())
+		if err != nil {
+			lastErr = &dialError{err}
+			continue
+		}
+		gr.rec.resolved, gr.rec.egress = ap.Addr(), src
+		out := *req
+		u := *req.URL
+		u.Host = ap.String()
+		out.URL = &u
+		att := s.health.Start(ap)
+		start := time.Now()
+		resp, err := s.backendTransport(src, rt.name, ap, upgrade).RoundTrip(&out)
+		s.metrics.backendDuration.WithLabelValues(rt.name).Observe(time.Since(start).Seconds())
+		att.Done(outcome(resp, err, req.Context()))
+		if err == nil {
+			return resp, nil
+		}
+		lastErr = err
+		s.log.Debug("backend attempt failed", zap.String("upstream", rt.name), zap.Stringer("backend", ap), zap.Int("attempt", gr.attempts), zap.Error(err))
+	}
+	return nil, &backendError{route: rt, attempts: gr.attempts, err: lastErr}
+}
+
+// retryable says whether a failed attempt may be repeated on another backend.
+func retryable(err error, method string, hasBody bool) bool {
+	switch {
+	case err == nil:
+		return false
+	case isDialError(err):
+		return true
+	case errors.Is(err, context.Canceled), isTimeout(err):
+		return false
+	}
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return !hasBody
+	}
+	return false
+}
+
+// outcome classifies one attempt for the health tracker.
+func outcome(resp *http.Response, err error, ctx context.Context) health.Outcome {
+	switch {
+	case err == nil && resp.StatusCode >= 500:
+		return health.Status5xx
+	case err == nil:
+		return health.Success
+	case ctx.Err() != nil && !isDialError(err):
+		return health.Canceled
+	case isDialError(err):
+		return health.ConnectFailure
+	case isTimeout(err):
+		return health.Timeout
+	}
+	return health.Reset
+}
+
+// transportKey names one pool of connections: to one backend, from one egress address, for
+// one upstream name (the SNI and certificate name).
+type transportKey struct {
+	src     netip.Addr
+	name    string
+	backend netip.AddrPort
+	h1      bool // WebSocket and other upgrades need HTTP/1.1
+}
+
+// backendTransport returns the pool for a backend. Pools are per backend so that a request
+// goes where the load-spreading pick sent it, and so that the pool of a backend that leaves
+// the fleet can be closed alone.
+func (s *Server) backendTransport(src netip.Addr, name string, backend netip.AddrPort, h1 bool) *http.Transport {
+	key := transportKey{src, name, backend, h1}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t, ok := s.gwTransports[key]; ok {
+		return t
+	}
+	tlsCfg := s.opts.UpstreamTLS.Clone()
+	if tlsCfg == nil {
+		tlsCfg = &tls.Config{}
+	}
+	tlsCfg.ServerName = name
+	tlsCfg.NextProtos = []string{"h2", "http/1.1"}
+	if h1 {
+		tlsCfg.NextProtos = []string{"http/1.1"}
+	}
+	tlsCfg.ClientSessionCache = tls.NewLRUClientSessionCache(64)
+	handshakeTimeout := 10 * time.Second
+	t := &http.Transport{
+		Proxy: nil, // never the proxy's own HTTPS_PROXY
+		DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			c, err := s.egress.Dial(ctx, src, backend)
+			if err != nil {
+				return nil, &dialError{err}
+			}
+			hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+			defer cancel()
+			tc := tls.Client(c, tlsCfg)
+			if err := tc.HandshakeContext(hctx); err != nil {
+				c.Close()
+				return nil, &dialError{&tlsError{name: name, err: err}}
+			}
+			return tc, nil
+		},
+		ForceAttemptHTTP2:      !h1,
+		MaxIdleConns:           256,
+		MaxIdleConnsPerHost:    256,
+		IdleConnTimeout:        90 * time.Second,
+		ResponseHeaderTimeout:  s.limits.ResponseHeaderTimeout,
+		ExpectContinueTimeout:  time.Second,
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: int64(s.limits.MaxHeaderBytes) * 4,
+	}
+	s.gwTransports[key] = t
+	return t
+}
+
+// FleetChanged is called by the resolver when a name's fleet changes: the pools of backends
+// that left it are closed once idle (in-flight requests finish on their connections).
+func (s *Server) FleetChanged(name string, fleet []netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, t := range s.gwTransports {
+		if k.name == name && !slices.Contains(fleet, k.backend.Addr()) {
+			t.CloseIdleConnections()
+			delete(s.gwTransports, k)
+			s.retired = append(s.retired, retiredTransport{t: t, at: time.Now()})
+		}
+	}
+	// A retired pool's busy connections become idle later; close them as they do, for as long
+	// as a response may take.
+	keep := s.retired[:0]
+	for _, r := range s.retired {
+		r.t.CloseIdleConnections()
+		if time.Since(r.at) < s.limits.ResponseHeaderTimeout+time.Minute {
+			keep = append(keep, r)
+		}
+	}
+	s.retired = keep
+}
+
+type retiredTransport struct {
+	t  *http.Transport
+	at time.Time
+}
+
+// tlsError marks a TLS handshake failure with a backend (often certificate verification).
+type tlsError struct {
+	name string
+	err  error
+}
+
+func (e *tlsError) Error() string { return "TLS handshake: " + e.err.Error() }
+func (e *tlsError) Unwrap() error { return e.err }
+
+func (s *Server) gatewayError(w http.ResponseWriter, r *http.Request, err error) {
+	gr := r.Context().Value(gatewayKey{}).(*gwReq)
+	rt := gr.route
+	var te *tlsError
+	var cve *tls.CertificateVerificationError
+	switch {
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		gr.rec.status, gr.rec.err = 499, err
+	case errors.As(err, &cve):
+		s.refuse(w, gr.rec, http.StatusBadGateway, fmt.Sprintf("backend of %s failed certificate verification: %v", rt.target, cve.Err), err)
+	case errors.As(err, &te):
+		s.refuse(w, gr.rec, http.StatusBadGateway, fmt.Sprintf("TLS to backend of %s failed: %v", rt.target, te.err), err)
+	case errors.Is(err, egress.ErrNoFamily):
+		s.refuse(w, gr.rec, http.StatusBadGateway, "no egress address for the IP family of "+rt.target+"'s backends", err)
+	case isTimeout(err):
+		s.refuse(w, gr.rec, http.StatusGatewayTimeout, "timeout waiting for "+rt.target, err)
+	case isDialError(err):
+		s.refuse(w, gr.rec, http.StatusBadGateway, fmt.Sprintf("no backend of %s could be reached (%d tried): %s", rt.target, gr.attempts, shortNetErr(err)), err)
+	default:
+		s.refuse(w, gr.rec, http.StatusBadGateway, fmt.Sprintf("backend of %s failed: %s", rt.target, shortNetErr(err)), err)
+	}
+}
+
+// runChecks probes every backend of each route that has a `check:` until ctx ends: GET path,
+// any status below 500 is a success. Results feed the same outlier detection as live traffic,
+// so a dead backend is ejected before a customer's request finds it.
+func (s *Server) runChecks(ctx context.Context) {
+	for _, rt := range s.gateway.routes {
+		if rt.cfg.Check == nil {
+			continue
+		}
+		go func() {
+			t := time.NewTicker(rt.cfg.Check.Interval)
+			defer t.Stop()
+			for {
+				s.checkRoute(ctx, rt)
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+			}
+		}()
+	}
+}
+
+func (s *Server) checkRoute(ctx context.Context, rt *gwRoute) {
+	timeout := rt.cfg.Check.Timeout
+	if timeout == 0 {
+		timeout = 2 * time.Second
+	}
+	fleet := []netip.Addr{rt.addr}
+	if !rt.addr.IsValid() {
+		var err error
+		if fleet, err = s.resolver.LookupNetIP(ctx, rt.name); err != nil {
+			s.log.Warn("health check: cannot resolve upstream", zap.String("upstream", rt.name), zap.Error(err))
+			return
+		}
+	}
+	for _, a := range fleet {
+		if s.policy.CheckAddr(a, rt.port) != nil {
+			continue
+		}
+		ap := netip.AddrPortFrom(a, rt.port)
+		src, err := s.egress.Pick("health-check", a)
+		if err != nil {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		req, _ := http.NewRequestWithContext(cctx, http.MethodGet, "https://"+ap.String()+rt.cfg.Check.Path, nil)
+		req.Host = rt.authority
+		req.Header.Set("User-Agent", "fixedgate-health-check")
+		att := s.health.Start(ap)
+		resp, err := s.backendTransport(src, rt.name, ap, false).RoundTrip(req)
+		if err == nil {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+		}
+		if ctx.Err() != nil {
+			att.Done(health.Canceled)
+			cancel()
+			return
+		}
+		att.Done(outcome(resp, err, cctx))
+		cancel()
+		if err != nil {
+			s.log.Debug("health check failed", zap.String("upstream", rt.name), zap.Stringer("backend", ap), zap.Error(err))
+		}
+	}
+}
