@@ -21,16 +21,21 @@ import (
 const gwHost = "gw.test"
 
 // startGateway starts the proxy with one route gw.test → https://fleet.test:PORT (and, when
-// given, more YAML at the top level) and the fleet's network exempt from the SSRF guard.
-func startGateway(t *testing.T, f *fixture, fl *fleet, minTTL string, extra string) *proc {
+// given, more YAML at the top level, and more keys of the route) and the fleet's network exempt
+// from the SSRF guard.
+func startGateway(t *testing.T, f *fixture, fl *fleet, minTTL string, extra string, routeExtra ...string) *proc {
 	t.Helper()
 	plain, tlsPort, admin := freePort(t, ingressIP), freePort(t, ingressIP), freePort(t, ingressIP)
 	caDir := t.TempDir()
+	route := fmt.Sprintf("host: %s, upstream: \"https://%s:%d\"", gwHost, fleetName, fl.port)
+	for _, e := range routeExtra {
+		route += ", " + e
+	}
 	cfg := f.config(plain, tlsPort, admin, caDir, fmt.Sprintf(`routes:
-  - {host: %s, upstream: "https://%s:%d"}
+  - {%s}
 health:
   outlier: {consecutive_failures: 3, base_ejection: 30s}
-%s`, gwHost, fleetName, fl.port, extra))
+%s`, route, extra))
 	cfg = strings.Replace(cfg, "allow_networks: [", "allow_networks: [127.0.1.0/24, ", 1)
 	cfg = strings.Replace(cfg, "  allow:\n", fmt.Sprintf("  allow:\n    - {host: %s, ports: [%d]}\n", fleetName, fl.port), 1)
 	cfg = strings.Replace(cfg, "resolver:\n", "resolver:\n  min_ttl: "+minTTL+"\n", 1)
@@ -263,6 +268,15 @@ func TestGatewayFollowsDNS(t *testing.T) {
 			t.Errorf("request went to %s, which left the fleet", b)
 		}
 	}
+	// Pooled connections to the backends that left are closed once idle.
+	waitMetric(t, p, 30*time.Second, "connections to removed backends closed", func() bool {
+		for _, b := range fl.backends[20:] {
+			if b.open.Load() != 0 {
+				return false
+			}
+		}
+		return true
+	})
 
 	// DNS fails for longer than a refresh: requests are served from the last good fleet.
 	f.dns.SetRcode(fleetName, dns.RcodeServerFailure)
@@ -371,5 +385,24 @@ func TestConnectEjectsFlappingBackends(t *testing.T) {
 	t.Logf("%d of 300 tunnels failed", failed)
 	if failed > 30 {
 		t.Errorf("%d of 300 tunnels failed; flapping backends were not avoided", failed)
+	}
+}
+
+// TestGatewayActiveCheck: with a route check, a dead backend is ejected without any customer
+// request finding it first.
+func TestGatewayActiveCheck(t *testing.T) {
+	f := newFixture(t)
+	fl := startFleet(t, 4)
+	f.dns.Set(fleetName, 60, fl.addrs(0, 4)...)
+	fl.setMode(2, modeDown)
+	p2 := startGateway(t, f, fl, "5s", "", "check: {path: /healthz, interval: 1s, timeout: 1s}")
+	waitMetric(t, p2, 30*time.Second, "the dead backend ejected by active checks", func() bool {
+		return metric(t, p2, "fixedgate_backends_ejected") == 1
+	})
+	if hits := fl.backends[0].hits.Load() + fl.backends[1].hits.Load() + fl.backends[3].hits.Load(); hits == 0 {
+		t.Errorf("no check reached the healthy backends")
+	}
+	if n := metric(t, p2, "fixedgate_requests_total", `door="gateway"`); n != 0 {
+		t.Errorf("%v gateway requests counted; the checks must not look like customer traffic", n)
 	}
 }

@@ -42,6 +42,7 @@ type fleetBackend struct {
 	mode  atomic.Int32
 	hits  atomic.Int64 // requests answered
 	conns atomic.Int64 // connections accepted
+	open  atomic.Int64 // HTTP connections open now
 	mu    sync.Mutex
 	ln    net.Listener
 	srvs  []*http.Server
@@ -189,6 +190,14 @@ func (f *fleet) serve(b *fleetBackend, ln net.Listener) {
 	srv := &http.Server{Handler: f.handler, ReadHeaderTimeout: 5 * time.Second, ErrorLog: quietLog(),
 		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
 			return context.WithValue(ctx, backendKey{}, b)
+		},
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				b.open.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				b.open.Add(-1)
+			}
 		}}
 	b.mu.Lock()
 	b.srvs = append(b.srvs, srv)
