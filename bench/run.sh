@@ -48,89 +48,17 @@ mkdir -p "$WORK/logs" "$WORK/bin"
 chmod 755 "$WORK" # squid and tinyproxy drop to unprivileged users and must reach their dirs
 RAW=$WORK/results.raw   # one line per loadgen run: T=target R=round RESULT ... px_ticks=...
 : >"$RAW"
-HZ=$(getconf CLK_TCK)
 ORIGIN=$ORIGIN_IP:$ORIGIN_PORT
-
-log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "FATAL: $*"; exit 1; }
-
-# ---- process bookkeeping: we only ever signal PIDs we started ----------------------------
-declare -A PIDS=()
-start_bg() { # name cmd... ; stdout+stderr appended to $WORK/logs/name.log
-  local name=$1; shift
-  echo "=== $(date -u +%FT%TZ) start: $*" >>"$WORK/logs/$name.log"
-  nice -n "$NICE" taskset -c "$SERVER_CPU" "$@" >>"$WORK/logs/$name.log" 2>&1 &
-  PIDS[$name]=$!
-}
-stop_bg() {
-  local name=$1 pid=${PIDS[$1]:-}
-  [[ -n $pid ]] || return 0
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && { log "$name ($pid) ignored SIGTERM for 10s; SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; }
-  fi
-  wait "$pid" 2>/dev/null || true
-  unset "PIDS[$name]"
-}
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  for n in "${!PIDS[@]}"; do stop_bg "$n"; done
-  [[ -f ${INSTALLED_POLICY_RC:-/nonexistent} ]] && rm -f "$INSTALLED_POLICY_RC"
-  log "work dir (configs, logs, raw results): $WORK"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-tree_pids() { local p=$1 c; echo "$p"; for c in $(pgrep -P "$p" 2>/dev/null || true); do tree_pids "$c"; done; }
-cpu_ticks() { # utime+stime of a process and its descendants, in clock ticks
-  local t=0 p v
-  for p in $(tree_pids "$1"); do
-    v=$(awk '{sub(/^.*\) /,""); print $12+$13}' "/proc/$p/stat" 2>/dev/null || echo 0)
-    t=$((t + ${v:-0}))
-  done
-  echo "$t"
-}
-rss_kib() { # VmRSS of a process and its descendants, KiB
-  local t=0 p v
-  for p in $(tree_pids "$1"); do
-    v=$(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
-    t=$((t + ${v:-0}))
-  done
-  echo "$t"
-}
-fd_count() { local n=0 p; for p in $(tree_pids "$1"); do n=$((n + $(ls "/proc/$p/fd" 2>/dev/null | wc -l))); done; echo "$n"; }
-kv() { # kv "line" key -> value (or "-")
-  local v
-  v=$(grep -o " $2=[^ ]*" <<<" $1" | head -1 | cut -d= -f2-) || true
-  echo "${v:--}"
-}
-cpu_snap() { # "busy total" jiffies for the whole machine, the server CPU and the loadgen CPU
-  awk -v s="cpu$SERVER_CPU" -v l="cpu$LOADGEN_CPU" '
-    $1 == "cpu" || $1 == s || $1 == l { b = $2 + $3 + $4 + $7 + $8 + $9; t = b + $5 + $6; v[$1] = b " " t }
-    END { print v["cpu"], v[s], v[l] }' /proc/stat
-}
-port_free() { ! (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh" # log, die, start_bg/stop_bg, cpu_ticks, run_one, med, rr, ...
+install_traps
 
 # ---- 0. packages ------------------------------------------------------------------------
 need_pkgs=()
 if ! command -v squid >/dev/null || ! squid -v 2>/dev/null | grep -q -- '--with-openssl'; then need_pkgs+=(squid-openssl); fi
 command -v tinyproxy >/dev/null || need_pkgs+=(tinyproxy)
 command -v taskset >/dev/null || need_pkgs+=(util-linux)
-if ((${#need_pkgs[@]})); then
-  [[ $INSTALL == 1 ]] || die "missing ${need_pkgs[*]} and INSTALL=0"
-  log "installing ${need_pkgs[*]} (services are not started: policy-rc.d)"
-  if [[ ! -e /usr/sbin/policy-rc.d ]]; then # keep apt from starting squid/tinyproxy as services
-    INSTALLED_POLICY_RC=/usr/sbin/policy-rc.d
-    printf '#!/bin/sh\nexit 101\n' >"$INSTALLED_POLICY_RC"; chmod +x "$INSTALLED_POLICY_RC"
-  fi
-  apt-get update -qq >"$WORK/logs/apt.log" 2>&1 || die "apt-get update failed, see $WORK/logs/apt.log"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >>"$WORK/logs/apt.log" 2>&1 ||
-    die "apt-get install failed, see $WORK/logs/apt.log"
-  [[ -n ${INSTALLED_POLICY_RC:-} ]] && rm -f "$INSTALLED_POLICY_RC" && INSTALLED_POLICY_RC=
-fi
+ensure_pkgs "${need_pkgs[@]}"
 squid -v | grep -q -- '--with-openssl' || die "squid is not built with OpenSSL (install squid-openssl)"
 
 # ---- 1. limits, build -------------------------------------------------------------------
@@ -140,22 +68,8 @@ if [[ $NOFILE != unlimited ]] && ((IDLE_N > 0 && NOFILE < 2 * IDLE_N + 200)); th
   log "WARNING: RLIMIT_NOFILE is $NOFILE (hard limit; cannot raise to 65536 here); a proxy holding $IDLE_N tunnels needs $((2 * IDLE_N + 200))"
 fi
 
-export GOFLAGS=${GOFLAGS:--buildvcs=false}
-log "building loadgen"
-(cd "$ROOT" && go build -o "$WORK/bin/loadgen" ./bench/loadgen) || die "loadgen does not build"
-LG=$WORK/bin/loadgen
-
-HAVE_FG=0
-if [[ $FIXEDGATE != 0 ]]; then
-  log "building fixedgate"
-  if (cd "$ROOT" && go build -o "$WORK/bin/fixedgate" ./cmd/fixedgate) >"$WORK/logs/fixedgate-build.log" 2>&1; then
-    HAVE_FG=1
-  elif [[ $FIXEDGATE == 1 ]]; then
-    cat "$WORK/logs/fixedgate-build.log" >&2; die "fixedgate does not build (FIXEDGATE=1)"
-  else
-    log "fixedgate does not build yet (see $WORK/logs/fixedgate-build.log): its rows are skipped"
-  fi
-fi
+build_loadgen
+build_fixedgate
 sel=()
 for t in $TARGETS; do
   [[ $t == fixedgate-* && $HAVE_FG == 0 ]] && continue
@@ -290,42 +204,11 @@ need=" $TARGETS "
 log "targets: $TARGETS"
 log "load average: $(cut -d' ' -f1-3 /proc/loadavg) (other work on this machine adds noise; rounds are interleaved)"
 
-# run_one TARGET ROUND MODE [extra loadgen args]: one loadgen run, appended to $RAW
-run_one() {
-  local target=$1 round=$2 mode=$3; shift 3
-  local pname pid=0 px0=0 px1=0 og0 og1 line
-  pname=$(proxy_of "$target")
-  [[ -n $pname ]] && pid=${PIDS[$pname]}
-  local s0 s1 diag
-  og0=$(cpu_ticks "${PIDS[origin]}")
-  ((pid)) && px0=$(cpu_ticks "$pid")
-  s0=$(cpu_snap)
+# target_load TARGET MODE [args]: the load generator run that lib.sh's run_one measures
+target_load() {
+  local target=$1 mode=$2; shift 2
   # shellcheck disable=SC2046
-  line=$(lg "$mode" $(proxy_args "$target") -label "$target" "$@" | grep '^RESULT' | tail -1) || true
-  s1=$(cpu_snap)
-  ((pid)) && px1=$(cpu_ticks "$pid")
-  og1=$(cpu_ticks "${PIDS[origin]}")
-  if [[ -z $line ]]; then
-    log "  $target $mode: loadgen failed (see $WORK/logs/loadgen.log)"
-    line="RESULT mode=$mode failed=1"
-  fi
-  # whole-run CPU picture: server core busy %, loadgen core busy %, and the share of the
-  # machine not charged to origin + proxy + loadgen (other people's work, unattributed softirq)
-  diag=$(awk -v a="$s0" -v b="$s1" -v ours=$((px1 - px0 + og1 - og0)) -v lgms="$(kv "$line" lg_cpu_ms_total)" -v hz="$HZ" 'BEGIN {
-      split(a, x, " "); split(b, y, " ")
-      lgt = (lgms == "-") ? 0 : lgms * hz / 1000
-      tot = y[2] - x[2]; if (tot <= 0) tot = 1
-      st = y[4] - x[4]; if (st <= 0) st = 1
-      lt = y[6] - x[6]; if (lt <= 0) lt = 1
-      o = 100 * (y[1] - x[1] - ours - lgt) / tot; if (o < 0) o = 0
-      printf "srv_core_pct=%.0f lg_core_pct=%.0f other_pct=%.0f", 100 * (y[3] - x[3]) / st, 100 * (y[5] - x[5]) / lt, o }')
-  echo "T=$target R=$round $line px_ticks=$((px1 - px0)) origin_ticks=$((og1 - og0)) $diag" >>"$RAW"
-  local s
-  case $mode in
-    bulk) s="$(kv "$line" mib_s) MiB/s" ;;
-    *) s="$(kv "$line" rps) req/s p99 $(kv "$line" p99_ms) ms err $(kv "$line" err)" ;;
-  esac
-  log "  r$round $target $mode: $s (proxy cpu $(((px1 - px0) * 1000 / HZ)) ms; $diag)"
+  lg "$mode" $(proxy_args "$target") -label "$target" "$@"
 }
 
 # ---- 4. rounds of (1)-(3) ---------------------------------------------------------------
@@ -410,43 +293,7 @@ fi
 stop_bg origin
 
 # ---- 6. report --------------------------------------------------------------------------
-# med TARGET MODE KEY [ROUND-FILTER]: median over rounds of KEY (derived keys: px_us_req, px_s_gib)
-med() {
-  local target=$1 mode=$2 key=$3 rf=${4:-num}
-  awk -v t="T=$target" -v m="mode=$mode" -v k="$key" -v rf="$rf" -v hz="$HZ" '
-    $1 != t || index($0, " " m " ") == 0 { next }
-    rf == "num" && $2 !~ /^R=[0-9]+$/ { next }
-    rf == "dflt" && $2 !~ /^R=d[0-9]+$/ { next }
-    rf != "num" && rf != "dflt" && $2 != "R=" rf { next }
-    / failed=1/ { next }
-    {
-      delete f
-      for (i = 3; i <= NF; i++) { split($i, kvp, "="); f[kvp[1]] = substr($i, length(kvp[1]) + 2) }
-      if (k == "px_us_req") { if (f["ok_total"] + 0 == 0) next; v = f["px_ticks"] * 1e6 / hz / f["ok_total"] }
-      else if (k == "px_s_gib") { if (f["bytes"] + 0 == 0) next; v = f["px_ticks"] / hz / (f["bytes"] / 1073741824) }
-      else if (!(k in f)) next
-      else v = f[k]
-      vals[++n] = v + 0
-    }
-    END {
-      if (n == 0) { print "-"; exit }
-      for (i = 2; i <= n; i++) { x = vals[i]; j = i - 1; while (j > 0 && vals[j] > x) { vals[j + 1] = vals[j]; j-- }; vals[j + 1] = x }
-      m = (n % 2) ? vals[(n + 1) / 2] : (vals[n / 2] + vals[n / 2 + 1]) / 2
-      printf "%.6g\n", m
-    }' "$RAW"
-}
-# rr A B MODE KEY [PREFIX_A]: A/B per round (same round = closest conditions), space-separated
-rr() {
-  local out="" r a b
-  for r in $(seq 1 "$ROUNDS"); do
-    a=$(med "$1" "$3" "$4" "${5:-}$r"); b=$(med "$2" "$3" "$4" "$r")
-    out+="$(ratio "$a" "$b") "
-  done
-  echo "${out% }"
-}
 idlekv() { local l; l=$(grep "^T=$1 " "$IDLE_RAW" 2>/dev/null | tail -1) || true; kv "$l" "$2"; }
-fmt() { awk -v v="$1" -v p="${2:-0}" 'BEGIN{ if (v == "-" || v == "") print "-"; else printf "%." p "f", v }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
 
 declare -A M
 keys=(new_rps new_p50 new_p99 new_err ka_rps ka_p99 bulk px_new px_ka px_bulk)

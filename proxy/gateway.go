@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -408,6 +409,11 @@ func (s *Server) gatewayRoundTrip(req *http.Request) (*http.Response, error) {
 		start := time.Now()
 		resp, err := s.backendTransport(src, rt.name, ap, upgrade).RoundTrip(&out)
 		s.metrics.backendDuration.WithLabelValues(rt.name).Observe(time.Since(start).Seconds())
+		if err == nil && resp.StatusCode < 500 && resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != nil && resp.Body != http.NoBody {
+			// In flight until the body is done: a long stream (SSE, a download) keeps its backend busy.
+			resp.Body = &attemptBody{ReadCloser: resp.Body, att: att}
+			return resp, nil
+		}
 		att.Done(outcome(resp, err, req.Context()))
 		if err == nil {
 			return resp, nil
@@ -416,6 +422,18 @@ func (s *Server) gatewayRoundTrip(req *http.Request) (*http.Response, error) {
 		s.log.Debug("backend attempt failed", zap.String("upstream", rt.name), zap.Stringer("backend", ap), zap.Int("attempt", gr.attempts), zap.Error(err))
 	}
 	return nil, &backendError{route: rt, attempts: gr.attempts, err: lastErr}
+}
+
+// attemptBody reports a successful attempt when its response body is closed.
+type attemptBody struct {
+	io.ReadCloser
+	att  health.Attempt
+	once sync.Once
+}
+
+func (b *attemptBody) Close() error {
+	b.once.Do(func() { b.att.Done(health.Success) })
+	return b.ReadCloser.Close()
 }
 
 // retryable says whether a failed attempt may be repeated on another backend.

@@ -1,15 +1,24 @@
-// Command loadgen is the load generator and loopback HTTPS origin used by
-// bench/run.sh to compare fixedgate with its peers (squid, tinyproxy).
+// Command loadgen is the load generator, loopback HTTPS origin and DNS server
+// used by bench/run.sh (CONNECT: fixedgate vs squid, tinyproxy) and
+// bench/gateway.sh (reverse proxy: fixedgate vs nginx, haproxy).
 //
 // Sub-modes:
 //
-//	loadgen origin    -listen 127.0.0.1:8443 -ca-out FILE
+//	loadgen origin    -listen 127.0.0.1:8443 -ca-out FILE [-h2]
 //	loadgen gencert   -dir DIR -ips 127.0.0.11 [-dns name]
+//	loadgen dns       -listen 127.0.0.1:0 -addr-out FILE -name origin.bench.test=127.0.0.1
 //	loadgen newconn   [client flags]   fresh CONNECT + TLS + GET / + close, N workers
 //	loadgen keepalive [client flags]   N tunnels opened once, keep-alive GETs inside
 //	loadgen bulk      [client flags]   one tunnel, GET /bulk?bytes=N
 //	loadgen idle      [client flags]   open N tunnels, print READY, hold until SIGUSR1
 //	loadgen probe     [client flags]   retry one tunnel + GET until it works (readiness)
+//
+// Gateway (reverse proxy) modes, see gateway.go:
+//
+//	loadgen gw-ka     -addr IP:port -ca FILE [-sni/-host gw.bench.test]   HTTP/1.1 keep-alive
+//	loadgen gw-h2     -addr IP:port -ca FILE -c 16 -streams 4             HTTP/2
+//	loadgen gw-new    -addr IP:port -ca FILE                              fresh TLS per request
+//	loadgen gw-probe  -addr IP:port -ca FILE [-expect-fail]               readiness / negative control
 //
 // Client modes print exactly one line starting with "RESULT " on stdout, made
 // of space-separated key=value pairs, for run.sh to parse.
@@ -28,7 +37,8 @@ import (
 
 func usage() {
 	fmt.Fprintf(os.Stderr, `usage: loadgen MODE [flags]
-modes: origin | gencert | newconn | keepalive | bulk | idle | probe
+modes: origin | gencert | dns | newconn | keepalive | bulk | idle | probe
+       gw-ka | gw-h2 | gw-new | gw-probe
 run "loadgen MODE -h" for the flags of a mode
 `)
 	os.Exit(2)
@@ -45,8 +55,12 @@ func main() {
 		err = runOrigin(args)
 	case "gencert":
 		err = runGencert(args)
+	case "dns":
+		err = runDNS(args)
 	case "newconn", "keepalive", "bulk", "idle", "probe":
 		err = runClient(mode, args)
+	case "gw-ka", "gw-h2", "gw-new", "gw-probe":
+		err = runGateway(mode, args)
 	case "-h", "--help", "help":
 		usage()
 	default:
