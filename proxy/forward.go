@@ -49,7 +49,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) finish(rec *record) {
 	s.metrics.observe(rec)
 	if ce := s.log.Check(zapInfo, "request"); ce != nil {
-		ce.Write(rec.fields()...)
+		rec.log(ce)
 	}
 }
 
@@ -408,8 +408,11 @@ func newReverseProxy(s *Server) *httputil.ReverseProxy {
 			pr.Out.Host = ""
 			pr.Out.Header.Add("Via", "1.1 fixedgate")
 		},
-		Transport:     s.egressTransport(),
-		FlushInterval: -1,
+		Transport: s.egressTransport(),
+		// 0: one write for headers and a small body. ReverseProxy still flushes every write of
+		// a streaming response (text/event-stream, or no Content-Length), so SSE works.
+		FlushInterval: 0,
+		BufferPool:    copyBufferPool{},
 		ErrorLog:      s.stdLog,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			fr := r.Context().Value(forwardKey{}).(*forwardReq)

@@ -318,8 +318,11 @@ func newGatewayProxy(s *Server) *httputil.ReverseProxy {
 				}
 			}
 		},
-		Transport:     roundTripperFunc(s.gatewayRoundTrip),
-		FlushInterval: -1,
+		Transport: roundTripperFunc(s.gatewayRoundTrip),
+		// 0: one write for headers and a small body. ReverseProxy still flushes every write of
+		// a streaming response (text/event-stream, or no Content-Length), so SSE works.
+		FlushInterval: 0,
+		BufferPool:    copyBufferPool{},
 		ErrorLog:      s.stdLog,
 		ErrorHandler:  s.gatewayError,
 	}

@@ -52,7 +52,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 }
 
 func (m *metrics) observe(r *record) {
-	m.requests.WithLabelValues(r.door, strconv.Itoa(r.status)).Inc()
+	m.requests.WithLabelValues(r.door, statusLabel(r.status)).Inc()
 	m.duration.WithLabelValues(r.door).Observe(r.elapsed().Seconds())
 	if r.bytesUp > 0 {
 		m.bytes.WithLabelValues(r.door, "up").Add(float64(r.bytesUp))
@@ -60,4 +60,19 @@ func (m *metrics) observe(r *record) {
 	if r.bytesDown > 0 {
 		m.bytes.WithLabelValues(r.door, "down").Add(float64(r.bytesDown))
 	}
+}
+
+// statusLabels holds the code label of every HTTP status, so counting a request does not format one.
+var statusLabels = func() (l [600]string) {
+	for i := range l {
+		l[i] = strconv.Itoa(i)
+	}
+	return l
+}()
+
+func statusLabel(code int) string {
+	if code >= 0 && code < len(statusLabels) {
+		return statusLabels[code]
+	}
+	return strconv.Itoa(code)
 }

@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"net/netip"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // record is what one request or tunnel did; it becomes one summary log line and metrics when it
@@ -27,8 +29,21 @@ type record struct {
 
 func (r *record) elapsed() time.Duration { return time.Since(r.start) }
 
-func (r *record) fields() []zap.Field {
-	f := []zap.Field{
+// fieldBufs recycle the summary line's fields: zap encodes them before Write returns.
+var fieldBufs = sync.Pool{New: func() any { b := make([]zap.Field, 0, 16); return &b }}
+
+// log writes the summary line.
+func (r *record) log(ce *zapcore.CheckedEntry) {
+	bp := fieldBufs.Get().(*[]zap.Field)
+	f := r.appendFields((*bp)[:0])
+	ce.Write(f...)
+	clear(f)
+	*bp = f[:0]
+	fieldBufs.Put(bp)
+}
+
+func (r *record) appendFields(f []zap.Field) []zap.Field {
+	f = append(f,
 		zap.String("listener", r.listener),
 		zap.String("client", r.client),
 		zap.String("user", r.user),
@@ -38,7 +53,7 @@ func (r *record) fields() []zap.Field {
 		zap.Int64("bytes_up", r.bytesUp),
 		zap.Int64("bytes_down", r.bytesDown),
 		zap.Float64("duration_s", r.elapsed().Seconds()),
-	}
+	)
 	if r.resolved.IsValid() {
 		f = append(f, zap.Stringer("resolved_ip", r.resolved))
 	}

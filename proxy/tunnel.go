@@ -18,6 +18,13 @@ const tunnelChunk = 256 << 10
 // copyBufs hold one TLS record's worth: the unit a TLS leg reads and writes in.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
+// copyBufferPool lends ReverseProxy its copy buffers, which it would otherwise allocate (32 KiB)
+// for every response.
+type copyBufferPool struct{}
+
+func (copyBufferPool) Get() []byte  { return *copyBufs.Get().(*[]byte) }
+func (copyBufferPool) Put(b []byte) { copyBufs.Put(&b) }
+
 // halfCloser is a connection whose write side can be shut while reads continue.
 type halfCloser interface{ CloseWrite() error }
 
