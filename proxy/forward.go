@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.IsAbs():
 		rec.door = "forward"
 		s.serveForward(rw, r, rec)
+	case s.opts.Contract != nil && strings.HasPrefix(r.URL.Path, "/ip-ranges."):
+		// The contract is served on every listener, ahead of any route.
+		rec.door = "contract"
+		rec.target = r.URL.Path
+		s.opts.Contract.ServeHTTP(rw, r)
 	default:
 		if rt := s.gateway.match(r.Host, r.URL.Path); rt != nil {
 			s.serveGateway(rw, r, rec, rt)
@@ -178,6 +184,8 @@ func (s *Server) dialFailed(w http.ResponseWriter, rec *record, target string, e
 	switch {
 	case errors.Is(err, egress.ErrNoFamily):
 		s.refuse(w, rec, http.StatusBadGateway, "no egress address for "+target+"'s IP family", err)
+	case errors.Is(err, egress.ErrNoneActive):
+		s.refuse(w, rec, http.StatusBadGateway, "no egress address is in service yet (the contract announces them before use)", err)
 	case isTimeout(err):
 		s.refuse(w, rec, http.StatusGatewayTimeout, "timeout connecting to "+target, err)
 	default:
@@ -420,7 +428,7 @@ func newReverseProxy(s *Server) *httputil.ReverseProxy {
 			switch {
 			case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 				fr.rec.status, fr.rec.err = 499, err // client went away; nobody reads a reply
-			case errors.Is(err, egress.ErrNoFamily), isDialError(err):
+			case errors.Is(err, egress.ErrNoFamily), errors.Is(err, egress.ErrNoneActive), isDialError(err):
 				s.dialFailed(w, fr.rec, target, err)
 			case isTimeout(err):
 				s.refuse(w, fr.rec, http.StatusGatewayTimeout, "timeout waiting for "+target, err)

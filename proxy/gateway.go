@@ -582,6 +582,8 @@ func (s *Server) gatewayError(w http.ResponseWriter, r *http.Request, err error)
 		s.refuse(w, gr.rec, http.StatusBadGateway, fmt.Sprintf("backend of %s failed certificate verification: %v", rt.target, cve.Err), err)
 	case errors.As(err, &te):
 		s.refuse(w, gr.rec, http.StatusBadGateway, fmt.Sprintf("TLS to backend of %s failed: %v", rt.target, te.err), err)
+	case errors.Is(err, egress.ErrNoneActive):
+		s.refuse(w, gr.rec, http.StatusBadGateway, "no egress address is in service yet (the contract announces them before use)", err)
 	case errors.Is(err, egress.ErrNoFamily):
 		s.refuse(w, gr.rec, http.StatusBadGateway, "no egress address for the IP family of "+rt.target+"'s backends", err)
 	case isTimeout(err):

@@ -14,6 +14,7 @@ type metrics struct {
 
 	backendDuration *prometheus.HistogramVec
 	retries         *prometheus.CounterVec
+	listenerChanges *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
@@ -40,9 +41,13 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 			Name: "fixedgate_gateway_retries_total",
 			Help: "Gateway door: retries on another backend (result=retried) and retries refused by the retry budget (result=budget_exhausted), by upstream name.",
 		}, []string{"upstream", "result"}),
+		listenerChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fixedgate_listener_changes_total",
+			Help: "Listeners bound because the contract activated their address (activated) or closed because it retired it (retired).",
+		}, []string{"change"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.bytes, m.backendDuration, m.retries,
+		reg.MustRegister(m.requests, m.duration, m.bytes, m.backendDuration, m.retries, m.listenerChanges,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "fixedgate_tunnels_open",
 				Help: "CONNECT tunnels open now.",

@@ -47,9 +47,14 @@ type Options struct {
 	Resolver    Resolver
 	// Reserved are further addresses of this process (the admin listener) that the forward door
 	// must never connect to.
-	Reserved   []netip.AddrPort
-	Log        *zap.Logger
-	Registerer prometheus.Registerer
+	Reserved []netip.AddrPort
+	// Contract serves /ip-ranges.json and its siblings on every listener; nil: not served.
+	Contract http.Handler
+	// IngressInUse says whether a listener's address may be bound now (the contract); nil
+	// allows all. Reconcile applies a change.
+	IngressInUse func(netip.Addr) bool
+	Log          *zap.Logger
+	Registerer   prometheus.Registerer
 }
 
 // Server runs the listeners and the doors behind them.
@@ -72,6 +77,8 @@ type Server struct {
 	retryBudget *health.Budget
 
 	stopChecks context.CancelFunc
+	serving    bool
+	shutdown   bool // Reconcile binds nothing once shutdown started
 
 	mu           sync.Mutex
 	listeners    []*listener
@@ -80,10 +87,11 @@ type Server struct {
 	retired      []retiredTransport
 }
 
+// listener is one `listen:` entry: bound (ln set) while the contract allows its address.
 type listener struct {
-	cfg ListenConfig
-	ln  net.Listener
-	srv *http.Server
+	cfg  ListenConfig
+	ln   net.Listener
+	srvs []*http.Server // one per time it was bound and served
 }
 
 // New checks opts and builds a Server; it opens no sockets.
@@ -151,21 +159,41 @@ func localAddrs() []netip.Addr {
 	return out
 }
 
-// Listen binds every configured listener; on error none stays bound.
+// Listen binds every configured listener whose address IngressInUse allows (all when it is
+// nil); on error none stays bound. The others are bound later by Reconcile.
 func (s *Server) Listen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, cfg := range s.opts.Listen {
-		ln, err := net.Listen("tcp", cfg.AddrPort().String())
-		if err != nil {
+	for _, cfg := range s.opts.Listen {
+		s.listeners = append(s.listeners, &listener{cfg: cfg})
+	}
+	for i, l := range s.listeners {
+		if !s.ingressAllowed(l.cfg) {
+			continue
+		}
+		if err := s.bind(l); err != nil {
 			for _, l := range s.listeners {
-				l.ln.Close()
+				if l.ln != nil {
+					l.ln.Close()
+				}
 			}
 			s.listeners = nil
-			return fmt.Errorf("listen[%d] %s: %w", i, cfg.Address, err)
+			return fmt.Errorf("listen[%d] %s: %w", i, l.cfg.Address, err)
 		}
-		s.listeners = append(s.listeners, &listener{cfg: cfg, ln: newLimitListener(ln, s.limits.MaxConnsPerListener)})
 	}
+	return nil
+}
+
+func (s *Server) ingressAllowed(cfg ListenConfig) bool {
+	return s.opts.IngressInUse == nil || s.opts.IngressInUse(cfg.AddrPort().Addr())
+}
+
+func (s *Server) bind(l *listener) error {
+	ln, err := net.Listen("tcp", l.cfg.AddrPort().String())
+	if err != nil {
+		return err
+	}
+	l.ln = newLimitListener(ln, s.limits.MaxConnsPerListener)
 	return nil
 }
 
@@ -184,56 +212,113 @@ func (s *Server) Serve() {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopChecks = cancel
 	s.runChecks(ctx)
+	s.serving = true
 	for _, l := range s.listeners {
-		name := l.ln.Addr().String()
-		if l.cfg.TLS {
-			name = "tls:" + name
+		if l.ln != nil {
+			s.serveListener(l)
 		}
-		l.srv = &http.Server{
-			Handler:           s,
-			ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
-			IdleTimeout:       s.limits.IdleTimeout,
-			MaxHeaderBytes:    s.limits.MaxHeaderBytes,
-			ErrorLog:          s.stdLog,
-			ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
-				return context.WithValue(ctx, listenerKey{}, name)
-			},
-		}
-		s.log.Info("listening", zap.String("listener", name))
-		go func(l *listener) {
-			var err error
-			if l.cfg.TLS {
-				l.srv.TLSConfig = s.opts.TLS.ServerConfig([]string{"h2", "http/1.1"})
-				err = l.srv.ServeTLS(l.ln, "", "")
-			} else {
-				err = l.srv.Serve(l.ln)
-			}
-			if err != nil && !errors.Is(err, http.ErrServerClosed) {
-				s.log.Error("listener stopped", zap.String("listener", name), zap.Error(err))
-			}
-		}(l)
 	}
 }
 
-// Addrs returns the bound listener addresses, in config order.
+// serveListener starts one listener's HTTP server. s.mu is held.
+func (s *Server) serveListener(l *listener) {
+	name := l.ln.Addr().String()
+	if l.cfg.TLS {
+		name = "tls:" + name
+	}
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
+		IdleTimeout:       s.limits.IdleTimeout,
+		MaxHeaderBytes:    s.limits.MaxHeaderBytes,
+		ErrorLog:          s.stdLog,
+		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+			return context.WithValue(ctx, listenerKey{}, name)
+		},
+	}
+	l.srvs = append(l.srvs, srv)
+	s.log.Info("listening", zap.String("listener", name))
+	ln := l.ln
+	go func() {
+		var err error
+		if l.cfg.TLS {
+			srv.TLSConfig = s.opts.TLS.ServerConfig([]string{"h2", "http/1.1"})
+			err = srv.ServeTLS(ln, "", "")
+		} else {
+			err = srv.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			s.log.Error("listener stopped", zap.String("listener", name), zap.Error(err))
+		}
+	}()
+}
+
+// Reconcile binds the listeners whose address IngressInUse now allows (an announced address
+// whose enabled time has come) and stops accepting on those it no longer allows (retired):
+// connections already accepted there finish. It returns the first bind error; the other
+// listeners are still reconciled.
+func (s *Server) Reconcile() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var first error
+	for _, l := range s.listeners {
+		allowed := s.ingressAllowed(l.cfg)
+		switch {
+		case allowed && l.ln == nil && !s.shutdown:
+			if err := s.bind(l); err != nil {
+				s.log.Error("cannot bind a listener the contract now allows", zap.String("listener", l.cfg.Address), zap.Error(err))
+				if first == nil {
+					first = fmt.Errorf("listen %s: %w", l.cfg.Address, err)
+				}
+				continue
+			}
+			s.log.Info("listener activated by the contract", zap.String("listener", l.cfg.Address))
+			s.metrics.listenerChanges.WithLabelValues("activated").Inc()
+			if s.serving {
+				s.serveListener(l)
+			}
+		case !allowed && l.ln != nil:
+			l.ln.Close()
+			l.ln = nil
+			s.log.Warn("listener stopped: its address is no longer in use in the contract", zap.String("listener", l.cfg.Address))
+			s.metrics.listenerChanges.WithLabelValues("retired").Inc()
+		}
+	}
+	return first
+}
+
+// Addrs returns the addresses bound now, in config order.
 func (s *Server) Addrs() []net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]net.Addr, len(s.listeners))
-	for i, l := range s.listeners {
-		out[i] = l.ln.Addr()
+	var out []net.Addr
+	for _, l := range s.listeners {
+		if l.ln != nil {
+			out = append(out, l.ln.Addr())
+		}
 	}
 	return out
 }
 
-// Ready returns nil when every listener is bound and every route has at least one healthy
-// backend, else what is missing (for /readyz).
+// Ready returns nil when every listener the contract allows is bound and every route has at
+// least one healthy backend, else what is missing (for /readyz).
 func (s *Server) Ready(ctx context.Context) error {
 	s.mu.Lock()
-	bound := len(s.listeners) == len(s.opts.Listen) && len(s.listeners) > 0
+	bound, missing := 0, ""
+	for _, l := range s.listeners {
+		switch {
+		case l.ln != nil:
+			bound++
+		case s.ingressAllowed(l.cfg):
+			missing = l.cfg.Address
+		}
+	}
 	s.mu.Unlock()
-	if !bound {
-		return errors.New("listeners not bound")
+	if missing != "" {
+		return fmt.Errorf("listener %s not bound", missing)
+	}
+	if bound == 0 {
+		return errors.New("no listener bound")
 	}
 	for _, rt := range s.gateway.routes {
 		fleet := []netip.Addr{rt.addr}
@@ -253,22 +338,25 @@ func (s *Server) Ready(ctx context.Context) error {
 // Shutdown stops accepting, lets requests and tunnels finish until ctx ends, then cuts the rest.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	ls := append([]*listener(nil), s.listeners...)
+	var srvs []*http.Server
+	for _, l := range s.listeners {
+		if l.ln != nil && len(l.srvs) == 0 {
+			l.ln.Close() // bound, never served
+		}
+		srvs = append(srvs, l.srvs...)
+	}
+	s.shutdown = true
 	if s.stopChecks != nil {
 		s.stopChecks()
 	}
 	s.mu.Unlock()
 	var wg sync.WaitGroup
-	for _, l := range ls {
-		if l.srv == nil {
-			l.ln.Close()
-			continue
-		}
+	for _, srv := range srvs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := l.srv.Shutdown(ctx); err != nil {
-				l.srv.Close()
+			if err := srv.Shutdown(ctx); err != nil {
+				srv.Close()
 			}
 		}()
 	}

@@ -10,9 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/fixedgate/fixedgate/cmd/fixedgate/internal/strictyaml"
+	"github.com/fixedgate/fixedgate/ipranges"
 	"github.com/fixedgate/fixedgate/proxy"
 	"github.com/fixedgate/fixedgate/proxy/egress"
 	"github.com/fixedgate/fixedgate/proxy/health"
@@ -37,11 +36,8 @@ type Config struct {
 	Limits        proxy.Limits         `yaml:"limits"`
 	Admin         AdminConfig          `yaml:"admin"`
 	Log           LogConfig            `yaml:"log"`
+	IPRanges      ipranges.Config      `yaml:"ipranges"`
 	ShutdownGrace time.Duration        `yaml:"shutdown_grace"`
-
-	// Sections of DESIGN.md that this build parses but cannot act on yet: setting them is an
-	// error rather than being silently ignored.
-	IPRanges *yaml.Node `yaml:"ipranges"`
 }
 
 // AdminConfig is the `admin:` section: the operator's listener for /metrics, /healthz, /readyz.
@@ -61,6 +57,7 @@ func defaultConfig() Config {
 		Limits:        proxy.DefaultLimits(),
 		Gateway:       proxy.DefaultGateway(),
 		Health:        health.Defaults(),
+		IPRanges:      ipranges.Defaults(),
 		Admin:         AdminConfig{Listen: "127.0.0.1:9090"},
 		Log:           LogConfig{Level: "info", Format: "json"},
 		ShutdownGrace: 30 * time.Second,
@@ -113,6 +110,7 @@ func (c *Config) validate() error {
 	section("routes", proxy.ValidateRoutes(c.Routes))
 	section("gateway", c.Gateway.Validate())
 	section("health", c.Health.Validate())
+	section("ipranges", c.IPRanges.Validate())
 	section("upstream_tls", c.UpstreamTLS.Validate())
 	section("limits", c.Limits.Validate())
 	if err := c.TLS.Validate(); err != nil {
@@ -138,15 +136,6 @@ func (c *Config) validate() error {
 	case "json", "console":
 	default:
 		errs = append(errs, fmt.Errorf("log.format: %q is not json or console", c.Log.Format))
-	}
-	for _, ns := range []struct {
-		key  string
-		node *yaml.Node
-	}{{"ipranges", c.IPRanges}} {
-		if ns.node != nil && !(ns.node.Kind == yaml.ScalarNode && ns.node.Tag == "!!null") &&
-			!(ns.node.Kind == yaml.SequenceNode && len(ns.node.Content) == 0) {
-			errs = append(errs, fmt.Errorf("%s (line %d): not supported by this build yet; remove the section", ns.key, ns.node.Line))
-		}
 	}
 	return errors.Join(errs...)
 }

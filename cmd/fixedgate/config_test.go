@@ -52,7 +52,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"bad admin", minimalConfig + "admin: {listen: localhost:9090}\n", []string{"admin.listen: \"localhost:9090\" must be IP:port"}},
 		{"bad resolver server", minimalConfig + "resolver: {servers: [dns.google]}\n", []string{"resolver.servers[0]:"}},
 		{"limits out of range", minimalConfig + "limits: {max_header_bytes: 10}\n", []string{"limits.max_header_bytes: 10 is outside"}},
-		{"section not in this build", minimalConfig + "ipranges:\n  state: x.json\n", []string{"ipranges (line 6): not supported by this build yet"}},
+		{"contract notice below 14 days", minimalConfig + "ipranges:\n  notice: 72h\n", []string{"ipranges.notice: 72h"}},
 		{"route upstream not https", minimalConfig + "routes:\n  - {host: a.test, upstream: \"http://b.test\"}\n", []string{"routes[0].upstream: \"http://b.test\" must be https://"}},
 		{"route upstream with path", minimalConfig + "routes:\n  - {host: a.test, upstream: \"https://b.test/x\"}\n", []string{"routes[0].upstream: \"https://b.test/x\" must be https://name[:port] without"}},
 		{"route host with port", minimalConfig + "routes:\n  - {host: \"a.test:443\", upstream: \"https://b.test\"}\n", []string{"routes[0].host: \"a.test:443\" must be a plain host name"}},

@@ -10,6 +10,9 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"time"
+
+	"github.com/fixedgate/fixedgate/ipranges"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=v1.2.3".
@@ -20,7 +23,8 @@ const usage = `fixedgate — a proxy on fixed IPs for firewalls that allow-list
 usage:
   fixedgate serve    [--config FILE]   run the proxy (no --config: a loopback dev setup)
   fixedgate demo     [--keep]          run the whole system on loopback and show what it does
-  fixedgate validate --config FILE     check a config file; opens no sockets
+  fixedgate validate --config FILE     check a config file and its contract; opens no sockets
+  fixedgate ipranges SUBCOMMAND        maintain or consume the ip-ranges contract (ipranges help)
   fixedgate version                    print the version
 `
 
@@ -44,6 +48,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDemo(args[1:], stdout, stderr)
 	case "validate":
 		err = cmdValidate(args[1:], stdout, stderr)
+	case "ipranges":
+		err = cmdIPRanges(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "fixedgate", versionString())
 	case "help", "-h", "--help":
@@ -52,11 +58,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fixedgate: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
+	var ec interface{ ExitCode() int }
 	switch {
 	case err == nil:
 		return 0
 	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
 		return 2
+	case errors.As(err, &ec):
+		fmt.Fprintln(stderr, "fixedgate:", err)
+		return ec.ExitCode()
 	default:
 		fmt.Fprintln(stderr, "fixedgate:", err)
 		return 1
@@ -105,7 +115,18 @@ func cmdValidate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: OK (%d listeners, %d egress addresses, %d allow rules, %d users)\n",
-		*path, len(cfg.Listen), len(cfg.Egress.Addresses), len(cfg.Forward.Allow), len(cfg.Forward.Users))
+	var doc *ipranges.Document
+	contract := "no contract (ipranges.state is not set)"
+	if cfg.IPRanges.State != "" {
+		if doc, err = ipranges.Load(cfg.IPRanges.State, cfg.IPRanges.Notice); err != nil {
+			return err
+		}
+		contract = fmt.Sprintf("contract %s: sync_token %s, %d prefixes", cfg.IPRanges.State, doc.SyncToken, len(doc.Prefixes))
+	}
+	if err := cfg.checkAgainstContract(doc, time.Now()); err != nil {
+		return fmt.Errorf("config %s against the contract:\n%w", *path, indent(err))
+	}
+	fmt.Fprintf(stdout, "%s: OK (%d listeners, %d egress addresses, %d routes, %d allow rules, %d users; %s)\n",
+		*path, len(cfg.Listen), len(cfg.Egress.Addresses), len(cfg.Routes), len(cfg.Forward.Allow), len(cfg.Forward.Users), contract)
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +26,10 @@ import (
 	"github.com/fixedgate/fixedgate/proxy/egress"
 	"github.com/fixedgate/fixedgate/proxy/resolver"
 	fgtls "github.com/fixedgate/fixedgate/tls"
+
+	"github.com/fixedgate/fixedgate/ipranges"
+	"github.com/fixedgate/fixedgate/ipranges/handler"
+	"github.com/fixedgate/fixedgate/ipranges/live"
 )
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
@@ -59,7 +64,13 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	for s := range sigs {
 		if s == syscall.SIGHUP {
-			log.Warn("SIGHUP: reloading is not supported by this build yet; restart to apply changes")
+			if a.contract == nil {
+				log.Warn("SIGHUP: no ipranges.state to reload; other settings need a restart")
+				continue
+			}
+			if err := a.contract.Reload(); err == nil {
+				log.Info("SIGHUP: contract reloaded (other settings need a restart)", zap.String("sync_token", a.contract.Current().SyncToken))
+			}
 			continue
 		}
 		log.Info("shutting down", zap.String("signal", s.String()), zap.Duration("grace", cfg.ShutdownGrace))
@@ -91,9 +102,14 @@ type app struct {
 	log      *zap.Logger
 	tls      *fgtls.Manager
 	resolver *resolver.Resolver
-	proxy    *proxy.Server
-	admin    *http.Server
-	adminLn  net.Listener
+	// contract is the ip-ranges contract in force (nil without ipranges.state); contractHTTP
+	// serves it on every listener and the admin listener.
+	contract     *live.Contract
+	contractHTTP *handler.Handler
+	proxyReady   atomic.Bool // a.proxy is set: contract changes reconcile its listeners
+	proxy        *proxy.Server
+	admin        *http.Server
+	adminLn      net.Listener
 }
 
 // startApp builds everything from cfg, binds every socket and starts serving. Any failure
@@ -142,6 +158,29 @@ func startApp(cfg *Config, log *zap.Logger) (_ *app, err error) {
 		return nil, fmt.Errorf("resolver: %w", err)
 	}
 	a.resolver = res
+	// The contract: loaded before anything binds; a broken one stops the start.
+	var doc *ipranges.Document
+	if cfg.IPRanges.State != "" {
+		var key ed25519.PrivateKey
+		if cfg.IPRanges.SigningKey != "" {
+			if key, err = ipranges.LoadSigningKey(cfg.IPRanges.SigningKey); err != nil {
+				return nil, fmt.Errorf("ipranges.signing_key: %w", err)
+			}
+		}
+		a.contractHTTP = handler.New(handler.Options{MaxAge: cfg.IPRanges.MaxAge, SigningKey: key, Logger: log.Named("ipranges")})
+		a.contract, err = live.Open(live.Options{
+			Path: cfg.IPRanges.State, Notice: cfg.IPRanges.Notice,
+			Logger: log.Named("ipranges"), Registerer: reg,
+			OnChange: func(d *ipranges.Document, now time.Time) { a.applyContract(d, now, dialer) },
+		})
+		if err != nil {
+			return nil, err
+		}
+		doc = a.contract.Current()
+	}
+	if err := cfg.checkAgainstContract(doc, time.Now()); err != nil {
+		return nil, fmt.Errorf("contract: %w", err)
+	}
 	var reserved []netip.AddrPort
 	if cfg.Admin.Listen != "" {
 		reserved = append(reserved, netip.MustParseAddrPort(cfg.Admin.Listen))
@@ -160,6 +199,12 @@ func startApp(cfg *Config, log *zap.Logger) (_ *app, err error) {
 		Log:         log,
 		Registerer:  reg,
 	}
+	if a.contract != nil {
+		opts.Contract = a.contractHTTP
+		opts.IngressInUse = func(addr netip.Addr) bool {
+			return addr.IsUnspecified() || a.contract.Current().InUse(addr, ipranges.Ingress, time.Now())
+		}
+	}
 	if a.tls != nil {
 		opts.TLS = a.tls
 	}
@@ -167,6 +212,7 @@ func startApp(cfg *Config, log *zap.Logger) (_ *app, err error) {
 		return nil, err
 	}
 	srv.Store(a.proxy)
+	a.proxyReady.Store(true)
 	if cfg.Admin.Listen != "" {
 		if a.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 			return nil, fmt.Errorf("admin.listen %s: %w", cfg.Admin.Listen, err)
@@ -212,6 +258,11 @@ func (a *app) adminHandler(reg *prometheus.Registry) http.Handler {
 		io.WriteString(w, "ready\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if a.contractHTTP != nil {
+		for _, p := range handler.Paths {
+			mux.Handle(p, a.contractHTTP)
+		}
+	}
 	return mux
 }
 
@@ -234,6 +285,28 @@ func (a *app) close() {
 	}
 	if a.resolver != nil {
 		a.resolver.Close()
+	}
+	if a.contract != nil {
+		a.contract.Close()
+	}
+	if a.contractHTTP != nil {
+		a.contractHTTP.Close()
+	}
+}
+
+// applyContract puts the contract in force at now: the served document, the egress addresses
+// new connections may use, and the listeners that may be bound. It runs at start, on every
+// reload and at every transition time in the document.
+func (a *app) applyContract(doc *ipranges.Document, now time.Time, dialer *egress.Dialer) {
+	a.contractHTTP.Set(doc)
+	in, waiting, use := egressInUse(doc, a.cfg.Egress.Addresses, now)
+	dialer.SetActive(use)
+	a.log.Info("contract in force", zap.String("sync_token", doc.SyncToken),
+		zap.String("egress_in_use", joinOrNone(in)), zap.String("egress_waiting", joinOrNone(waiting)))
+	if a.proxyReady.Load() {
+		if err := a.proxy.Reconcile(); err != nil {
+			a.log.Error("contract: a listener could not be bound", zap.Error(err))
+		}
 	}
 }
 

@@ -44,10 +44,15 @@ func (c Config) Validate() error {
 // ErrNoFamily is returned when no egress address has the destination's IP family.
 var ErrNoFamily = errors.New("no egress address of the destination's IP family")
 
+// ErrNoneActive is returned when egress addresses are configured but none is in use now (all
+// still announced, or retired): the kernel must not pick a source the contract does not list.
+var ErrNoneActive = errors.New("no egress address is in use in the contract now")
+
 // Dialer opens TCP connections from one of the configured source addresses.
 type Dialer struct {
-	addrs   atomic.Pointer[[]netip.Addr]
-	timeout time.Duration
+	addrs      atomic.Pointer[[]netip.Addr]
+	configured bool // addresses were configured: an empty active set refuses, never lets the kernel choose
+	timeout    time.Duration
 }
 
 // New returns a Dialer for cfg. It fails when an address is not configured on this host, since
@@ -61,7 +66,7 @@ func New(cfg Config, dialTimeout time.Duration) (*Dialer, error) {
 		}
 		addrs = append(addrs, a)
 	}
-	d := &Dialer{timeout: dialTimeout}
+	d := &Dialer{timeout: dialTimeout, configured: len(addrs) > 0}
 	d.addrs.Store(&addrs)
 	return d, nil
 }
@@ -76,6 +81,7 @@ func CheckLocal(a netip.Addr) error {
 }
 
 // SetActive replaces the set of addresses new connections may use (existing ones are untouched).
+// An empty set on a Dialer that was configured with addresses refuses every dial.
 func (d *Dialer) SetActive(addrs []netip.Addr) {
 	cp := slices.Clone(addrs)
 	d.addrs.Store(&cp)
@@ -90,6 +96,9 @@ func (d *Dialer) Addresses() []netip.Addr { return slices.Clone(*d.addrs.Load())
 func (d *Dialer) Pick(identity string, dst netip.Addr) (netip.Addr, error) {
 	addrs := *d.addrs.Load()
 	if len(addrs) == 0 {
+		if d.configured {
+			return netip.Addr{}, fmt.Errorf("dial %s: %w", dst, ErrNoneActive)
+		}
 		return netip.Addr{}, nil
 	}
 	dst4 := dst.Unmap().Is4()

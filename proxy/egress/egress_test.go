@@ -113,3 +113,20 @@ func TestValidate(t *testing.T) {
 func contains(s, sub string) bool {
 	return len(sub) == 0 || len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub))
 }
+
+// TestNoneActiveRefuses: configured egress addresses that are all out of service (announced,
+// or retired) must refuse, never fall back to a source the kernel picks.
+func TestNoneActiveRefuses(t *testing.T) {
+	d, err := New(Config{Addresses: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.SetActive(nil)
+	if _, err := d.Pick("acme", netip.MustParseAddr("127.0.0.2")); !errors.Is(err, ErrNoneActive) {
+		t.Fatalf("Pick with no active address: %v, want ErrNoneActive", err)
+	}
+	dev, _ := New(Config{}, time.Second)
+	if a, err := dev.Pick("acme", netip.MustParseAddr("127.0.0.2")); err != nil || a.IsValid() {
+		t.Fatalf("without configured addresses the kernel chooses: got %v %v", a, err)
+	}
+}
