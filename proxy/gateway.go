@@ -482,10 +482,19 @@ type transportKey struct {
 	h1      bool // WebSocket and other upgrades need HTTP/1.1
 }
 
+// backendPool is what a backend's requests go through: CloseIdleConnections drops its idle
+// connections when the backend leaves the fleet.
+type backendPool interface {
+	http.RoundTripper
+	CloseIdleConnections()
+}
+
 // backendTransport returns the pool for a backend. Pools are per backend so that a request
 // goes where the load-spreading pick sent it, and so that the pool of a backend that leaves
-// the fleet can be closed alone.
-func (s *Server) backendTransport(src netip.Addr, name string, backend netip.AddrPort, h1 bool) *http.Transport {
+// the fleet can be closed alone. A backend that negotiates HTTP/2 is served by net/http's
+// HTTP/2 client (one multiplexed connection); one that speaks HTTP/1.1 by h1Pool. Upgrades
+// (WebSocket) use an HTTP/1.1-only net/http Transport, which hands the upgraded connection over.
+func (s *Server) backendTransport(src netip.Addr, name string, backend netip.AddrPort, h1 bool) backendPool {
 	key := transportKey{src, name, backend, h1}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -502,34 +511,78 @@ func (s *Server) backendTransport(src netip.Addr, name string, backend netip.Add
 		tlsCfg.NextProtos = []string{"http/1.1"}
 	}
 	tlsCfg.ClientSessionCache = tls.NewLRUClientSessionCache(64)
-	handshakeTimeout := 10 * time.Second
-	t := &http.Transport{
-		Proxy: nil, // never the proxy's own HTTPS_PROXY
-		DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			c, err := s.egress.Dial(ctx, src, backend)
-			if err != nil {
-				return nil, &dialError{err}
-			}
-			hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
-			defer cancel()
-			tc := tls.Client(c, tlsCfg)
-			if err := tc.HandshakeContext(hctx); err != nil {
-				c.Close()
-				return nil, &dialError{&tlsError{name: name, err: err}}
-			}
-			return tc, nil
-		},
-		ForceAttemptHTTP2:      !h1,
-		MaxIdleConns:           256,
-		MaxIdleConnsPerHost:    256,
-		IdleConnTimeout:        90 * time.Second,
-		ResponseHeaderTimeout:  s.limits.ResponseHeaderTimeout,
-		ExpectContinueTimeout:  time.Second,
-		DisableCompression:     true,
-		MaxResponseHeaderBytes: int64(s.limits.MaxHeaderBytes) * 4,
+	dial := func(ctx context.Context) (*tls.Conn, error) {
+		c, err := s.egress.Dial(ctx, src, backend)
+		if err != nil {
+			return nil, &dialError{err}
+		}
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		tc := tls.Client(c, tlsCfg)
+		if err := tc.HandshakeContext(hctx); err != nil {
+			c.Close()
+			return nil, &dialError{&tlsError{name: name, err: err}}
+		}
+		return tc, nil
+	}
+	newTransport := func() *http.Transport {
+		return &http.Transport{
+			Proxy: nil, // never the proxy's own HTTPS_PROXY
+			DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return dial(ctx)
+			},
+			ForceAttemptHTTP2:      !h1,
+			MaxIdleConns:           256,
+			MaxIdleConnsPerHost:    256,
+			IdleConnTimeout:        90 * time.Second,
+			ResponseHeaderTimeout:  s.limits.ResponseHeaderTimeout,
+			ExpectContinueTimeout:  time.Second,
+			DisableCompression:     true,
+			MaxResponseHeaderBytes: int64(s.limits.MaxHeaderBytes) * 4,
+		}
+	}
+	var t backendPool
+	if h1 {
+		t = newTransport()
+	} else {
+		t = &learnedPool{
+			h1: &h1Pool{dial: dial, responseHeaderTimeout: s.limits.ResponseHeaderTimeout,
+				idleTimeout: 90 * time.Second, maxIdle: 256},
+			newH2: newTransport,
+		}
 	}
 	s.gwTransports[key] = t
 	return t
+}
+
+// learnedPool starts with HTTP/1.1 (h1Pool) and switches to net/http's Transport for good once
+// the backend negotiates HTTP/2 in a TLS handshake.
+type learnedPool struct {
+	h1    *h1Pool
+	newH2 func() *http.Transport
+	isH2  atomic.Bool
+	once  sync.Once
+	h2    *http.Transport
+}
+
+func (p *learnedPool) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !p.isH2.Load() {
+		resp, err := p.h1.RoundTrip(req)
+		if !errors.Is(err, errH2Negotiated) {
+			return resp, err
+		}
+		p.isH2.Store(true)
+	}
+	p.once.Do(func() { p.h2 = p.newH2() })
+	return p.h2.RoundTrip(req)
+}
+
+func (p *learnedPool) CloseIdleConnections() {
+	p.h1.CloseIdleConnections()
+	if p.isH2.Load() {
+		p.once.Do(func() { p.h2 = p.newH2() })
+		p.h2.CloseIdleConnections()
+	}
 }
 
 // FleetChanged is called by the resolver when a name's fleet changes: the pools of backends
@@ -557,7 +610,7 @@ func (s *Server) FleetChanged(name string, fleet []netip.Addr) {
 }
 
 type retiredTransport struct {
-	t  *http.Transport
+	t  backendPool
 	at time.Time
 }
 

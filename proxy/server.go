@@ -83,7 +83,7 @@ type Server struct {
 	mu           sync.Mutex
 	listeners    []*listener
 	transports   map[netip.Addr]*http.Transport
-	gwTransports map[transportKey]*http.Transport
+	gwTransports map[transportKey]backendPool
 	retired      []retiredTransport
 }
 
@@ -136,7 +136,7 @@ func New(opts Options) (*Server, error) {
 		resolver:     opts.Resolver,
 		gateway:      gw,
 		transports:   map[netip.Addr]*http.Transport{},
-		gwTransports: map[transportKey]*http.Transport{},
+		gwTransports: map[transportKey]backendPool{},
 	}
 	s.health = health.New(opts.Health, health.Options{Registerer: opts.Registerer, Logger: opts.Log.Named("health")})
 	s.retryBudget = s.health.NewBudget(float64(opts.Gateway.RetryBudgetPercent)/100, 3, 10*time.Second)

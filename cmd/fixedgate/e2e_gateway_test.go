@@ -122,8 +122,14 @@ func spread(t *testing.T, c *http.Client, n, conc int) (map[string]int, []error)
 }
 
 func TestGatewayReencryptsToFleet(t *testing.T) {
+	for _, h1 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "h2 backends", true: "HTTP/1.1 backends"}[h1], func(t *testing.T) { testReencrypts(t, h1) })
+	}
+}
+
+func testReencrypts(t *testing.T, h1Only bool) {
 	f := newFixture(t)
-	fl := startFleet(t, 40)
+	fl := startFleet(t, 40, h1Only)
 	f.dns.Set(fleetName, 60, fl.addrs(0, 40)...)
 	p := startGateway(t, f, fl, "5s", "")
 
@@ -155,8 +161,10 @@ func TestGatewayReencryptsToFleet(t *testing.T) {
 		t.Errorf("X-Forwarded-Proto %q", first.XFP)
 	case first.Proxy != "":
 		t.Errorf("Proxy-Authorization reached the backend")
-	case first.Proto != "HTTP/2.0":
+	case !h1Only && first.Proto != "HTTP/2.0":
 		t.Errorf("backend spoke %s, want HTTP/2 (backends offer h2)", first.Proto)
+	case h1Only && first.Proto != "HTTP/1.1":
+		t.Errorf("backend spoke %s, want HTTP/1.1", first.Proto)
 	}
 
 	// Warm: 600 requests, no DNS query, spread over the fleet.
@@ -293,8 +301,14 @@ func TestGatewayFollowsDNS(t *testing.T) {
 }
 
 func TestGatewayBackendFailures(t *testing.T) {
+	for _, h1 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "h2 backends", true: "HTTP/1.1 backends"}[h1], func(t *testing.T) { testBackendFailures(t, h1) })
+	}
+}
+
+func testBackendFailures(t *testing.T, h1Only bool) {
 	f := newFixture(t)
-	fl := startFleet(t, 10)
+	fl := startFleet(t, 10, h1Only)
 	f.dns.Set(fleetName, 60, fl.addrs(0, 10)...)
 	p := startGateway(t, f, fl, "5s", "")
 	c := gatewayClient(t, p, false)

@@ -57,6 +57,7 @@ type fleet struct {
 	good     gotls.Certificate
 	bad      gotls.Certificate
 	handler  http.Handler
+	protos   []string // ALPN the backends offer
 }
 
 // backendReply is what every backend answers, so tests see where a request landed and how.
@@ -71,7 +72,8 @@ type backendReply struct {
 	Proxy   string `json:"proxy_auth"`
 }
 
-func startFleet(t *testing.T, n int) *fleet {
+// startFleet starts n backends offering HTTP/2 and HTTP/1.1; with h1Only, HTTP/1.1 alone.
+func startFleet(t *testing.T, n int, h1Only ...bool) *fleet {
 	t.Helper()
 	ca, err := devca.New("e2e fleet CA")
 	if err != nil {
@@ -81,7 +83,10 @@ func startFleet(t *testing.T, n int) *fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fleet{t: t, caFile: filepath.Join(t.TempDir(), "fleet-ca.pem")}
+	f := &fleet{t: t, caFile: filepath.Join(t.TempDir(), "fleet-ca.pem"), protos: []string{"h2", "http/1.1"}}
+	if len(h1Only) > 0 && h1Only[0] {
+		f.protos = []string{"http/1.1"}
+	}
 	if err := os.WriteFile(f.caFile, ca.CertPEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +233,7 @@ func (l *backendListener) Accept() (net.Conn, error) {
 		if mode == modeWrongTLS {
 			cert = l.f.bad
 		}
-		return gotls.Server(c, &gotls.Config{Certificates: []gotls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}), nil
+		return gotls.Server(c, &gotls.Config{Certificates: []gotls.Certificate{cert}, NextProtos: l.f.protos}), nil
 	}
 }
 

@@ -1,0 +1,207 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// h1Pool is a lean HTTP/1.1 client for one backend: the request is written and the response
+// read on the calling goroutine, over a pool of keep-alive connections. net/http's Transport
+// hands every request to two goroutines per connection; on the gateway's keep-alive path those
+// hand-offs cost more than the proxying itself. Framing (Content-Length, chunked, trailers) is
+// net/http's own: Request.Write and ReadResponse.
+type h1Pool struct {
+	dial                  func(ctx context.Context) (*tls.Conn, error)
+	responseHeaderTimeout time.Duration
+	idleTimeout           time.Duration
+	maxIdle               int
+	maxHeaderBytes        int64
+
+	mu     sync.Mutex
+	idle   []*h1Conn // most recently used last
+	closed bool
+}
+
+type h1Conn struct {
+	c    *tls.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	used time.Time // when it went idle
+}
+
+// errH2Negotiated tells the caller that the backend chose HTTP/2; the connection was closed.
+var errH2Negotiated = errors.New("backend negotiated h2")
+
+// errStaleConn marks a reused connection that failed before any response byte: the backend
+// closed it while idle, and the request may go again on a fresh one.
+type errStaleConn struct{ err error }
+
+func (e *errStaleConn) Error() string { return e.err.Error() }
+func (e *errStaleConn) Unwrap() error { return e.err }
+
+func (p *h1Pool) get(ctx context.Context) (*h1Conn, bool, error) {
+	p.mu.Lock()
+	for len(p.idle) > 0 {
+		cn := p.idle[len(p.idle)-1]
+		p.idle = p.idle[:len(p.idle)-1]
+		if time.Since(cn.used) < p.idleTimeout {
+			p.mu.Unlock()
+			return cn, true, nil
+		}
+		cn.c.Close()
+	}
+	p.mu.Unlock()
+	c, err := p.dial(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	if c.ConnectionState().NegotiatedProtocol == "h2" {
+		c.Close()
+		return nil, false, errH2Negotiated
+	}
+	return &h1Conn{c: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 8<<10)}, false, nil
+}
+
+func (p *h1Pool) put(cn *h1Conn) {
+	cn.used = time.Now()
+	p.mu.Lock()
+	if p.closed || len(p.idle) >= p.maxIdle {
+		p.mu.Unlock()
+		cn.c.Close()
+		return
+	}
+	p.idle = append(p.idle, cn)
+	p.mu.Unlock()
+}
+
+// CloseIdleConnections closes the idle connections; busy ones close when their response ends
+// if closeAll was set.
+func (p *h1Pool) CloseIdleConnections() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, cn := range idle {
+		cn.c.Close()
+	}
+}
+
+// RoundTrip sends req on a pooled connection (or a new one). A reused connection that turns out
+// to have been closed by the backend is replaced once, for requests without a body.
+func (p *h1Pool) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := p.roundTrip(req)
+	var stale *errStaleConn
+	if errors.As(err, &stale) && (req.Body == nil || req.Body == http.NoBody) && req.Context().Err() == nil {
+		resp, err = p.roundTrip(req)
+	}
+	if errors.As(err, &stale) {
+		err = stale.err
+	}
+	return resp, err
+}
+
+func (p *h1Pool) roundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	cn, reused, err := p.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Cancellation and the response header timeout act on the socket's deadline.
+	stop := context.AfterFunc(ctx, func() { cn.c.SetDeadline(time.Unix(1, 0)) })
+	fail := func(err error, beforeResponse bool) (*http.Response, error) {
+		stop()
+		cn.c.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if reused && beforeResponse {
+			return nil, &errStaleConn{err}
+		}
+		return nil, err
+	}
+	if p.responseHeaderTimeout > 0 {
+		cn.c.SetReadDeadline(time.Now().Add(p.responseHeaderTimeout))
+	}
+	if err := req.Write(cn.bw); err != nil {
+		return fail(err, true)
+	}
+	if err := cn.bw.Flush(); err != nil {
+		return fail(err, true)
+	}
+	var resp *http.Response
+	for {
+		resp, err = http.ReadResponse(cn.br, req)
+		if err != nil {
+			return fail(err, cn.br.Buffered() == 0)
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+		io.Copy(io.Discard, resp.Body) // 1xx: informational, no body; read the real response next
+		resp.Body.Close()
+	}
+	cn.c.SetReadDeadline(time.Time{})
+	reuse := !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols
+	if resp.Body == nil || resp.Body == http.NoBody || resp.ContentLength == 0 {
+		if !stop() && ctx.Err() != nil {
+			reuse = false
+		}
+		if reuse {
+			p.put(cn)
+		} else {
+			cn.c.Close()
+		}
+		return resp, nil
+	}
+	resp.Body = &h1Body{rc: resp.Body, cn: cn, pool: p, stop: stop, reuse: reuse}
+	return resp, nil
+}
+
+// h1Body returns its connection to the pool when the body was read to the end, and closes it
+// when the reader gave up early (the rest of the response would still be on the wire).
+type h1Body struct {
+	rc    io.ReadCloser
+	cn    *h1Conn
+	pool  *h1Pool
+	stop  func() bool
+	reuse bool
+	done  bool
+	eof   bool
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, net.ErrClosed
+	}
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.eof = true
+		b.release()
+	}
+	return n, err
+}
+
+func (b *h1Body) Close() error {
+	if !b.done {
+		b.release()
+	}
+	return nil
+}
+
+func (b *h1Body) release() {
+	b.done = true
+	b.rc.Close()
+	stopped := b.stop()
+	if b.eof && b.reuse && stopped {
+		b.pool.put(b.cn)
+		return
+	}
+	b.cn.c.Close()
+}

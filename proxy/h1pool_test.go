@@ -1,0 +1,127 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// testH1Pool returns a pool dialling an HTTP/1.1-only TLS test server (loopback), and the
+// number of connections that server accepted.
+func testH1Pool(t *testing.T, h http.HandlerFunc) (*h1Pool, *atomic.Int64, *httptest.Server) {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(h)
+	var conns atomic.Int64
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	cfg := &tls.Config{RootCAs: srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs, ServerName: "example.com", NextProtos: []string{"h2", "http/1.1"}}
+	p := &h1Pool{idleTimeout: time.Minute, maxIdle: 8, responseHeaderTimeout: 10 * time.Second,
+		dial: func(ctx context.Context) (*tls.Conn, error) {
+			var d tls.Dialer
+			d.Config = cfg
+			c, err := d.DialContext(ctx, "tcp", srv.Listener.Addr().String())
+			if err != nil {
+				return nil, err
+			}
+			return c.(*tls.Conn), nil
+		}}
+	t.Cleanup(p.CloseIdleConnections)
+	return p, &conns, srv
+}
+
+func get(t *testing.T, p *h1Pool, ctx context.Context, path string) (string, error) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "https://example.com"+path, nil)
+	resp, err := p.RoundTrip(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+func TestH1PoolReusesAndRecovers(t *testing.T) {
+	p, conns, srv := testH1Pool(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/big":
+			w.Write([]byte(strings.Repeat("x", 1<<20)))
+		case "/slow":
+			<-r.Context().Done()
+		default:
+			io.WriteString(w, "ok "+r.Host)
+		}
+	})
+	ctx := context.Background()
+	for i := range 3 {
+		if b, err := get(t, p, ctx, "/"); err != nil || b != "ok example.com" {
+			t.Fatalf("request %d: %q %v", i, b, err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("3 sequential requests used %d connections, want 1 (keep-alive)", n)
+	}
+
+	// The backend closes its idle connections: the next request goes again on a fresh one.
+	srv.CloseClientConnections()
+	if b, err := get(t, p, ctx, "/"); err != nil || b != "ok example.com" {
+		t.Fatalf("after the backend closed the idle connection: %q %v", b, err)
+	}
+
+	// A body abandoned half-way leaves bytes on the wire: that connection must not be reused.
+	req, _ := http.NewRequest("GET", "https://example.com/big", nil)
+	resp, err := p.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadFull(resp.Body, make([]byte, 1000))
+	resp.Body.Close()
+	before := conns.Load()
+	if b, err := get(t, p, ctx, "/"); err != nil || b != "ok example.com" {
+		t.Fatalf("after an abandoned body: %q %v", b, err)
+	}
+	if conns.Load() != before+1 {
+		t.Errorf("the connection of an abandoned body was reused (the next request opened %d connections, want 1)", conns.Load()-before)
+	}
+
+	// Cancelling the request's context ends a response that never comes.
+	cctx, cancel := context.WithCancel(ctx)
+	go func() { time.Sleep(50 * time.Millisecond); cancel() }() // the cancellation under test
+	if _, err := get(t, p, cctx, "/slow"); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled request: %v, want context.Canceled", err)
+	}
+}
+
+func TestH1PoolReportsH2(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	cfg := srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	p := &h1Pool{idleTimeout: time.Minute, maxIdle: 8, dial: func(ctx context.Context) (*tls.Conn, error) {
+		d := tls.Dialer{Config: cfg}
+		c, err := d.DialContext(ctx, "tcp", srv.Listener.Addr().String())
+		if err != nil {
+			return nil, err
+		}
+		return c.(*tls.Conn), nil
+	}}
+	req, _ := http.NewRequest("GET", "https://example.com/", nil)
+	if _, err := p.RoundTrip(req); !errors.Is(err, errH2Negotiated) {
+		t.Fatalf("h2 backend: %v, want errH2Negotiated so the caller switches to HTTP/2", err)
+	}
+}
