@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/net/http2"
 
 	"github.com/fixedgate/fixedgate/proxy/egress"
 	"github.com/fixedgate/fixedgate/proxy/health"
@@ -243,6 +244,10 @@ func (s *Server) serveListener(l *listener) {
 		var err error
 		if l.cfg.TLS {
 			srv.TLSConfig = s.opts.TLS.ServerConfig([]string{"h2", "http/1.1"})
+			h2 := &http2.Server{IdleTimeout: s.limits.IdleTimeout, MaxUploadBufferPerStream: 1 << 20}
+			srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){
+				"h2": func(hs *http.Server, c *tls.Conn, h http.Handler) { s.serveNegotiatedH2(hs, h2, c, h, name) },
+			}
 			err = srv.ServeTLS(ln, "", "")
 		} else {
 			err = srv.Serve(ln)

@@ -72,6 +72,32 @@ func TestTunnelGoClient(t *testing.T) {
 	}
 }
 
+// TestTunnelGoHTTP2Transport: Go's Transport with HTTP/2 enabled (http.DefaultTransport's
+// settings) offers h2 to an https:// proxy and then speaks HTTP/1.1 CONNECT. The TLS listener
+// must serve that, and real HTTP/2 CONNECT, on the same ALPN.
+func TestTunnelGoHTTP2Transport(t *testing.T) {
+	f := newFixture(t)
+	p := f.startProxy(t, "")
+	proxyURL, _ := url.Parse("https://" + testUser + ":" + testKey + "@" + p.tlsAddr)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = http.ProxyURL(proxyURL)
+	tr.TLSClientConfig = &gotls.Config{RootCAs: rootsWith(t, f.origin.caFile, p.caFile)}
+	t.Cleanup(tr.CloseIdleConnections)
+	if !tr.ForceAttemptHTTP2 {
+		t.Fatal("the default transport no longer forces HTTP/2; this test needs it")
+	}
+	c := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	for i := range 3 {
+		resp, err := c.Get(fmt.Sprintf("https://api.test:%d/", f.origin.port))
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if got := body(t, resp); resp.StatusCode != 200 || !strings.Contains(got, "remote="+egressIP+":") {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, got)
+		}
+	}
+}
+
 func TestTunnelCurl(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("curl not installed (.ci/run installs it)")

@@ -1,0 +1,3 @@
+curl --proxy "$FIXEDGATE_PROXY" "$TARGET_URL"
+curl --proxy "$FIXEDGATE_PROXY" --proxy-cacert "$FIXEDGATE_CA" "$TARGET_URL"
+HTTPS_PROXY="$FIXEDGATE_PROXY" curl "$TARGET_URL"
