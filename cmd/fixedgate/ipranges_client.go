@@ -149,6 +149,10 @@ The file's comments say how to load it and reference it from your rules.`)
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
+	// A firewall is never built from a contract that breaks its own rules.
+	if err := doc.Validate(0); err != nil {
+		return fmt.Errorf("export: %s is not a valid contract, refusing to export it: %w", from, err)
+	}
 	out, err := export.Render(doc, now, export.Options{Format: *format, Direction: d, IncludeAnnounced: *announced,
 		Table: *table, SetName: *setName, Chain: *chain})
 	if err != nil {

@@ -113,6 +113,13 @@ func TestIPRangesExportCommand(t *testing.T) {
 	if code != 0 || out != "203.0.113.10/32\n203.0.113.11/32\n2001:db8::10/128\n" {
 		t.Errorf("--state --at: %d %q", code, out)
 	}
+	// A contract that breaks its own rules (an address enabled an hour after it was announced) is
+	// never turned into firewall rules.
+	rushed := filepath.Join(t.TempDir(), "rushed.json")
+	ipcWriteDoc(t, rushed, ipcDoc(now, ipcPrefix("203.0.113.12/32", ipranges.Ingress, now, now.Add(time.Hour), nil)), now)
+	if code, out, errs := ipcRun("export", "--state", rushed, "--format", "cidr"); code != 1 || out != "" || !strings.Contains(errs, "not a valid contract") {
+		t.Errorf("export of a contract without notice: %d %q %s", code, out, errs)
+	}
 	for _, args := range [][]string{
 		{"export", "--format", "cidr"},
 		{"export", "--url", url, "--state", state, "--format", "cidr"},
