@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // Config is the `tls:` section: where the listener certificate comes from and
@@ -22,8 +23,7 @@ import (
 // Files or SelfSigned) is used; whether one is needed at all depends on
 // whether a TLS listener exists, which the caller decides.
 type Config struct {
-	// ACME obtains certificates from an ACME CA. Not available yet in this
-	// build; the section parses so that configs can be written ahead.
+	// ACME obtains and renews certificates from an ACME CA.
 	ACME *ACMEConfig `yaml:"acme"`
 	// Files are certificate and key PEM files the operator provides.
 	Files []FilePair `yaml:"files"`
@@ -43,10 +43,16 @@ type Config struct {
 	// Go picks among the allowed ones in its own preference order, so the
 	// order of this list does not matter.
 	Curves []string `yaml:"curves"`
+
+	// ListenerAddress is the host:port of the TLS listener, where ACME
+	// TLS-ALPN-01 challenges are answered; the caller sets it from
+	// `listen`. Empty: TLS-ALPN-01 is not offered.
+	ListenerAddress string `yaml:"-"`
 }
 
-// ACMEConfig is the `tls.acme:` section. It is kept so that configurations
-// written for ACME parse and validate; New refuses it until ACME lands.
+// ACMEConfig is the `tls.acme:` section: certmagic-managed certificates for
+// exactly Domains, through TLS-ALPN-01 on the TLS listener and HTTP-01 on
+// HTTPListen.
 type ACMEConfig struct {
 	// Email is the ACME account contact.
 	Email string `yaml:"email"`
@@ -62,6 +68,11 @@ type ACMEConfig struct {
 	Storage string `yaml:"storage"`
 	// HTTPListen is where HTTP-01 challenges are answered.
 	HTTPListen string `yaml:"http_listen"`
+	// RenewCheckInterval is how often certificates are checked for
+	// renewal (and ACME renewal information refreshed); 0 means
+	// certmagic's default of 10 minutes. Short-lived certificates need
+	// a shorter interval.
+	RenewCheckInterval time.Duration `yaml:"renew_check_interval"`
 }
 
 // FilePair is one certificate chain and its private key, both PEM files.
@@ -282,6 +293,9 @@ func (a *ACMEConfig) validate() []error {
 		if err != nil || u.Scheme != "https" || u.Host == "" {
 			add("acme.ca: %q is not an https:// ACME directory URL", a.CA)
 		}
+	}
+	if a.RenewCheckInterval < 0 || (a.RenewCheckInterval > 0 && a.RenewCheckInterval < time.Second) {
+		add("acme.renew_check_interval: %s is below 1s", a.RenewCheckInterval)
 	}
 	if a.HTTPListen != "" {
 		if _, _, err := net.SplitHostPort(a.HTTPListen); err != nil {

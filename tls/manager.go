@@ -35,6 +35,12 @@ type Manager struct {
 	curves     []gotls.CurveID
 	clientCAs  *x509.CertPool
 	caPath     string
+	acme       *acmeState // nil without tls.acme
+	files      []FilePair
+
+	mu         sync.Mutex          // guards leaves and fileHashes (Reload)
+	leaves     []*x509.Certificate // files / self_signed certificates, for metrics
+	fileHashes []string            // certmagic cache keys of the files certificates
 	closeOnce  sync.Once
 }
 
@@ -44,8 +50,10 @@ type Manager struct {
 // localhost, DefaultName, 127.0.0.1, ::1 and the given ips (the listener's
 // fixed addresses). Clients that send no SNI, or an IP address as SNI, get
 // the certificate covering the local address they connected to, else the one
-// for DefaultName, else the only certificate if there is just one. ACME is
-// refused for now. Close releases the cache's background maintenance.
+// for DefaultName, else the only certificate if there is just one. `acme`
+// sets up certmagic's ACME issuer for exactly the configured domains (never
+// on demand); Start begins obtaining and renewing once the listeners accept.
+// Close releases the cache's background maintenance.
 func New(ctx context.Context, cfg Config, ips []netip.Addr, log *zap.Logger) (*Manager, error) {
 	if log == nil {
 		log = zap.NewNop()
@@ -53,11 +61,8 @@ func New(ctx context.Context, cfg Config, ips []netip.Addr, log *zap.Logger) (*M
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("tls config: %w", err)
 	}
-	if cfg.ACME != nil {
-		return nil, errors.New("tls.acme: ACME is not available yet in this build; use files or self_signed")
-	}
-	if len(cfg.Files) == 0 && cfg.SelfSigned == nil {
-		return nil, errors.New("tls: no certificate source; set tls.files or tls.self_signed")
+	if cfg.ACME == nil && len(cfg.Files) == 0 && cfg.SelfSigned == nil {
+		return nil, errors.New("tls: no certificate source; set tls.acme, tls.files or tls.self_signed")
 	}
 	minVersion, err := parseMinVersion(cfg.MinVersion)
 	if err != nil {
@@ -80,7 +85,7 @@ func New(ctx context.Context, cfg Config, ips []netip.Addr, log *zap.Logger) (*M
 
 	cmLog := log.Named("certmagic")
 	var magicRef atomic.Pointer[certmagic.Config]
-	m.cache = certmagic.NewCache(certmagic.CacheOptions{
+	cacheOpts := certmagic.CacheOptions{
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) {
 			if c := magicRef.Load(); c != nil {
 				return c, nil
@@ -88,20 +93,42 @@ func New(ctx context.Context, cfg Config, ips []netip.Addr, log *zap.Logger) (*M
 			return nil, errors.New("certificate configuration not initialised")
 		},
 		Logger: cmLog,
-	})
-	m.magic = certmagic.New(m.cache, certmagic.Config{
+	}
+	if cfg.ACME != nil {
+		cacheOpts.RenewCheckInterval = cfg.ACME.RenewCheckInterval
+	}
+	m.cache = certmagic.NewCache(cacheOpts)
+	tmpl := certmagic.Config{
 		Logger: cmLog,
 		// Unmanaged certificates only: OCSP stapling would make the proxy
 		// fetch from responders outside the contract's egress addresses.
 		OCSP: certmagic.OCSPConfig{DisableStapling: true},
-	})
+	}
+	if cfg.ACME != nil {
+		m.acmeTemplate(cfg.ACME, &tmpl)
+	}
+	m.magic = certmagic.New(m.cache, tmpl)
 	magicRef.Store(m.magic)
+
+	if cfg.ACME != nil {
+		if err := m.setupACME(cfg); err != nil {
+			m.Close()
+			return nil, err
+		}
+		if err := m.setACMEDefaultName(cfg.DefaultName); err != nil {
+			m.Close()
+			return nil, err
+		}
+		return m, nil
+	}
 
 	leaves, err := m.loadCertificates(ctx, cfg, ips)
 	if err != nil {
 		m.Close()
 		return nil, err
 	}
+	m.leaves = leaves
+	m.files = cfg.Files
 	if err := m.setDefaultServerName(cfg.DefaultName, leaves); err != nil {
 		m.Close()
 		return nil, err
@@ -128,27 +155,38 @@ func (m *Manager) loadCertificates(ctx context.Context, cfg Config, ips []netip.
 	return leaves, nil
 }
 
-func (m *Manager) loadFilePair(ctx context.Context, f FilePair) (*x509.Certificate, error) {
+// readFilePair reads and parses one certificate/key pair, without caching it.
+func readFilePair(f FilePair) (gotls.Certificate, error) {
 	certPEM, err := os.ReadFile(f.Cert)
 	if err != nil {
-		return nil, fmt.Errorf("load certificate %s: %w", f.Cert, err)
+		return gotls.Certificate{}, fmt.Errorf("load certificate %s: %w", f.Cert, err)
 	}
 	keyPEM, err := os.ReadFile(f.Key)
 	if err != nil {
-		return nil, fmt.Errorf("load key %s: %w", f.Key, err)
+		return gotls.Certificate{}, fmt.Errorf("load key %s: %w", f.Key, err)
 	}
 	pair, err := gotls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("load certificate %s with key %s: %w", f.Cert, f.Key, err)
+		return gotls.Certificate{}, fmt.Errorf("load certificate %s with key %s: %w", f.Cert, f.Key, err)
 	}
 	if pair.Leaf == nil {
 		if pair.Leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
-			return nil, fmt.Errorf("load certificate %s: %w", f.Cert, err)
+			return gotls.Certificate{}, fmt.Errorf("load certificate %s: %w", f.Cert, err)
 		}
 	}
-	if _, err := m.magic.CacheUnmanagedTLSCertificate(ctx, pair, nil); err != nil {
+	return pair, nil
+}
+
+func (m *Manager) loadFilePair(ctx context.Context, f FilePair) (*x509.Certificate, error) {
+	pair, err := readFilePair(f)
+	if err != nil {
+		return nil, err
+	}
+	hash, err := m.magic.CacheUnmanagedTLSCertificate(ctx, pair, nil)
+	if err != nil {
 		return nil, fmt.Errorf("cache certificate %s: %w", f.Cert, err)
 	}
+	m.fileHashes = append(m.fileHashes, hash)
 	now := time.Now()
 	fields := []zap.Field{
 		zap.String("source", "files"),
@@ -235,6 +273,28 @@ func (m *Manager) setDefaultServerName(defaultName string, leaves []*x509.Certif
 	return nil
 }
 
+// setACMEDefaultName picks the certificate for clients without SNI among
+// the ACME domains: default_name, which must be one of them, else the only
+// domain.
+func (m *Manager) setACMEDefaultName(defaultName string) error {
+	domains := m.acme.domains
+	switch {
+	case defaultName != "":
+		name := strings.ToLower(strings.TrimSuffix(defaultName, "."))
+		if !slices.Contains(domains, name) {
+			return fmt.Errorf("tls.default_name: %q is not one of tls.acme.domains", defaultName)
+		}
+		m.magic.DefaultServerName = name
+	case len(domains) == 1:
+		m.magic.DefaultServerName = domains[0]
+	default:
+		m.log.Info("tls.default_name is not set: clients without SNI get no certificate")
+		return nil
+	}
+	m.log.Info("certificate for clients without SNI", zap.String("default_name", m.magic.DefaultServerName))
+	return nil
+}
+
 // ServerConfig returns a new TLS configuration for one listener: the
 // configured minimum version and curves, the given ALPN protocols (e.g.
 // ["h2", "http/1.1"]), certificates from the manager, and, when client_ca is
@@ -250,7 +310,32 @@ func (m *Manager) ServerConfig(nextProtos []string) *gotls.Config {
 		c.ClientAuth = gotls.RequireAndVerifyClientCert
 		c.ClientCAs = m.clientCAs
 	}
+	if m.acme != nil && m.acme.tlsALPN {
+		// TLS-ALPN-01: the CA's validator offers only acme-tls/1 and gets
+		// the challenge certificate from GetCertificate.
+		if !slices.Contains(c.NextProtos, acmeTLS1) {
+			c.NextProtos = append(c.NextProtos, acmeTLS1)
+		}
+		if m.clientCAs != nil {
+			// The validator has no client certificate; it only completes
+			// a handshake, and no request is served on such a connection.
+			challenge := c.Clone()
+			challenge.ClientAuth = gotls.NoClientCert
+			challenge.ClientCAs = nil
+			challenge.NextProtos = []string{acmeTLS1}
+			c.GetConfigForClient = func(hello *gotls.ClientHelloInfo) (*gotls.Config, error) {
+				if isACMEChallengeHello(hello) {
+					return challenge, nil
+				}
+				return nil, nil
+			}
+		}
+	}
 	return c
+}
+
+func isACMEChallengeHello(hello *gotls.ClientHelloInfo) bool {
+	return hello.ServerName != "" && len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == acmeTLS1
 }
 
 // getCertificate treats an IP address sent as SNI like no SNI. RFC 6066
@@ -275,7 +360,12 @@ func (m *Manager) CAPath() string {
 // Close stops certmagic's background certificate maintenance. It is safe to
 // call more than once.
 func (m *Manager) Close() {
-	m.closeOnce.Do(m.cache.Stop)
+	m.closeOnce.Do(func() {
+		if m.acme != nil {
+			m.acme.close()
+		}
+		m.cache.Stop()
+	})
 }
 
 func loadPool(path string) (*x509.CertPool, error) {

@@ -244,8 +244,12 @@ func TestNewErrors(t *testing.T) {
 		cfg  Config
 		want []string
 	}{
-		{"acme", Config{ACME: &ACMEConfig{Domains: []string{"proxy.example.com"}}},
-			[]string{"tls.acme: ACME is not available yet in this build; use files or self_signed"}},
+		{"acme without a challenge", Config{ACME: &ACMEConfig{Domains: []string{"proxy.example.com"}, Storage: t.TempDir()}},
+			[]string{"tls.acme: no challenge can be answered"}},
+		{"acme ca_root missing", Config{ACME: &ACMEConfig{Domains: []string{"proxy.example.com"}, CARoot: missing, Storage: t.TempDir()}, ListenerAddress: "127.0.0.1:443"},
+			[]string{"tls.acme.ca_root: load CA certificates " + missing}},
+		{"acme default_name not a domain", Config{ACME: &ACMEConfig{Domains: []string{"proxy.example.com"}, Storage: t.TempDir()}, ListenerAddress: "127.0.0.1:443", DefaultName: "other.example.com"},
+			[]string{`tls.default_name: "other.example.com" is not one of tls.acme.domains`}},
 		{"no source", Config{}, []string{"tls: no certificate source"}},
 		{"invalid", Config{Files: []FilePair{{Cert: good.Cert}}}, []string{"tls config: files[0].key: empty"}},
 		{"missing cert", Config{Files: []FilePair{good, {Cert: missing, Key: good.Key}}},

@@ -64,6 +64,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	for s := range sigs {
 		if s == syscall.SIGHUP {
+			if a.tls != nil {
+				if err := a.tls.Reload(context.Background()); err != nil {
+					log.Error("SIGHUP: tls.files not reloaded; the previous certificates stay in use", zap.Error(err))
+				}
+			}
 			if a.contract == nil {
 				log.Warn("SIGHUP: no ipranges.state to reload; other settings need a restart")
 				continue
@@ -129,6 +134,11 @@ func startApp(cfg *Config, log *zap.Logger) (_ *app, err error) {
 			cp.Names = append(slices.Clip(cp.Names), cfg.routeHosts()...)
 			tlsCfg.SelfSigned = &cp
 		}
+		for _, l := range cfg.Listen {
+			if l.TLS && tlsCfg.ListenerAddress == "" {
+				tlsCfg.ListenerAddress = l.Address // ACME TLS-ALPN-01 is answered here
+			}
+		}
 		if a.tls, err = fgtls.New(context.Background(), tlsCfg, cfg.listenIPs(), log.Named("tls")); err != nil {
 			return nil, err
 		}
@@ -143,6 +153,9 @@ func startApp(cfg *Config, log *zap.Logger) (_ *app, err error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if a.tls != nil {
+		reg.MustRegister(a.tls) // fixedgate_tls_certificate_expiry_seconds
+	}
 	// The resolver exists before the proxy whose pools it tells about fleet changes.
 	var srv atomic.Pointer[proxy.Server]
 	res, err := resolver.NewWithOptions(cfg.Resolver, resolver.Options{
@@ -222,6 +235,12 @@ func startApp(cfg *Config, log *zap.Logger) (_ *app, err error) {
 		return nil, err
 	}
 	a.proxy.Serve()
+	if a.tls != nil {
+		// ACME starts once the TLS listeners accept: TLS-ALPN-01 is answered there.
+		if err = a.tls.Start(); err != nil {
+			return nil, err
+		}
+	}
 	if a.adminLn != nil {
 		a.admin = &http.Server{Handler: a.adminHandler(reg), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
 		go func() {
@@ -254,6 +273,12 @@ func (a *app) adminHandler(reg *prometheus.Registry) http.Handler {
 		if err := a.proxy.Ready(ctx); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
+		}
+		if a.tls != nil {
+			if err := a.tls.Ready(); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
 		}
 		io.WriteString(w, "ready\n")
 	})
