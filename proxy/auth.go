@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
 	"strings"
@@ -61,4 +62,31 @@ func (a *authenticator) check(header string) (string, bool) {
 	}
 	a.cache.Add(hk, name)
 	return name, true
+}
+
+// known reports whether name is a forward.users name.
+func (a *authenticator) known(name string) bool {
+	_, ok := a.keys[name]
+	return ok
+}
+
+// certIdentity returns the identity named by the client certificate that the TLS handshake
+// verified against tls.client_ca: the subject's CommonName, else the first DNS SAN, else the
+// first URI SAN (a SPIFFE ID, say). Only a verified chain counts: a certificate the client
+// merely presented names nobody. found is false without a verified certificate; name is ""
+// when the certificate names no one by these rules.
+func certIdentity(cs *tls.ConnectionState) (name string, found bool) {
+	if cs == nil || len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+		return "", false
+	}
+	leaf := cs.VerifiedChains[0][0]
+	switch {
+	case leaf.Subject.CommonName != "":
+		return leaf.Subject.CommonName, true
+	case len(leaf.DNSNames) > 0:
+		return leaf.DNSNames[0], true
+	case len(leaf.URIs) > 0:
+		return leaf.URIs[0].String(), true
+	}
+	return "", true
 }

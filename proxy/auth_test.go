@@ -2,8 +2,12 @@ package proxy
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
+	"net/url"
 	"testing"
 )
 
@@ -45,5 +49,31 @@ func BenchmarkAuthenticatorCached(b *testing.B) {
 	h := "Basic " + base64.StdEncoding.EncodeToString([]byte("acme:key"))
 	for b.Loop() {
 		a.check(h)
+	}
+}
+
+func TestCertIdentity(t *testing.T) {
+	spiffe, _ := url.Parse("spiffe://example.test/client")
+	chain := func(c *x509.Certificate) *tls.ConnectionState {
+		return &tls.ConnectionState{PeerCertificates: []*x509.Certificate{c}, VerifiedChains: [][]*x509.Certificate{{c}}}
+	}
+	cases := []struct {
+		name  string
+		cs    *tls.ConnectionState
+		want  string
+		found bool
+	}{
+		{"plain connection", nil, "", false},
+		{"presented but not verified", &tls.ConnectionState{PeerCertificates: []*x509.Certificate{{Subject: pkix.Name{CommonName: "mallory"}}}}, "", false},
+		{"common name first", chain(&x509.Certificate{Subject: pkix.Name{CommonName: "acme"}, DNSNames: []string{"dns.example"}}), "acme", true},
+		{"else DNS SAN", chain(&x509.Certificate{DNSNames: []string{"client.example", "other"}, URIs: []*url.URL{spiffe}}), "client.example", true},
+		{"else URI SAN", chain(&x509.Certificate{URIs: []*url.URL{spiffe}}), "spiffe://example.test/client", true},
+		{"names nobody", chain(&x509.Certificate{}), "", true},
+	}
+	for _, c := range cases {
+		got, found := certIdentity(c.cs)
+		if got != c.want || found != c.found {
+			t.Errorf("%s: got %q %v, want %q %v", c.name, got, found, c.want, c.found)
+		}
 	}
 }

@@ -73,9 +73,30 @@ func (s *Server) refuse(w http.ResponseWriter, rec *record, code int, reason str
 	io.WriteString(w, "fixedgate: "+reason+"\n")
 }
 
-// authenticate returns the client's identity for policy and egress stickiness: the user name,
-// or the client IP when no users are configured. It answers 407 itself when it fails.
+// authenticate returns the client's identity for policy and egress stickiness: the subject of
+// a client certificate verified against tls.client_ca (TLS listeners with client_ca set), else
+// the Basic user name, or the client IP when no users are configured. It answers 407 (or 403)
+// itself when it fails.
+//
+// A verified client certificate replaces Basic credentials: Proxy-Authorization is not looked
+// at then. When forward.users is set, the subject must also be one of its names: client_ca
+// says who may complete a handshake, forward.users who may use the forward door, so a CA that
+// also issues certificates for other purposes does not open the proxy to all of them, and
+// removing a name from forward.users revokes that client without a CRL.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, rec *record) (string, bool) {
+	if subject, ok := certIdentity(r.TLS); ok {
+		switch {
+		case subject == "":
+			s.refuse(w, rec, http.StatusForbidden, "client certificate names no subject (CommonName, DNS or URI SAN)", nil)
+			return "", false
+		case s.auth != nil && !s.auth.known(subject):
+			rec.user = subject
+			s.refuse(w, rec, http.StatusForbidden, "client certificate subject "+strconv.Quote(subject)+" is not in forward.users", nil)
+			return "", false
+		}
+		rec.user = subject
+		return subject, true
+	}
 	clientIP, _, _ := net.SplitHostPort(r.RemoteAddr)
 	if s.auth == nil {
 		return clientIP, true

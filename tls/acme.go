@@ -193,13 +193,14 @@ func (m *Manager) Start() error {
 
 // Ready returns nil when every ACME domain has a currently valid certificate
 // in the cache, else which ones are missing and why (for /readyz). Without
-// `tls.acme` it is always nil.
+// `tls.acme`, every `files` (or `self_signed`) certificate must be valid now:
+// one that has expired, or is not valid yet, makes it fail.
 func (m *Manager) Ready() error {
+	now := time.Now()
 	st := m.acme
 	if st == nil {
-		return nil
+		return m.filesReady(now)
 	}
-	now := time.Now()
 	var missing []string
 	for _, d := range st.domains {
 		ok := false

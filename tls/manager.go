@@ -42,6 +42,9 @@ type Manager struct {
 	leaves     []*x509.Certificate // files / self_signed certificates, for metrics
 	fileHashes []string            // certmagic cache keys of the files certificates
 	closeOnce  sync.Once
+	reloadMu   sync.Mutex    // one Reload at a time
+	stopWatch  chan struct{} // closed by Close: ends watchFiles
+	watchDone  chan struct{} // closed when watchFiles has returned
 }
 
 // New loads the listener certificates described by cfg into a certmagic
@@ -132,6 +135,13 @@ func New(ctx context.Context, cfg Config, ips []netip.Addr, log *zap.Logger) (*M
 	if err := m.setDefaultServerName(cfg.DefaultName, leaves); err != nil {
 		m.Close()
 		return nil, err
+	}
+	if len(m.files) > 0 && FilesPollInterval > 0 {
+		m.stopWatch, m.watchDone = make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(m.watchDone)
+			m.watchFiles(FilesPollInterval, m.stopWatch)
+		}()
 	}
 	return m, nil
 }
@@ -363,6 +373,10 @@ func (m *Manager) Close() {
 	m.closeOnce.Do(func() {
 		if m.acme != nil {
 			m.acme.close()
+		}
+		if m.stopWatch != nil {
+			close(m.stopWatch)
+			<-m.watchDone
 		}
 		m.cache.Stop()
 	})
