@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fixedgate/fixedgate/ipranges"
 	"github.com/fixedgate/fixedgate/proxy"
 	"github.com/fixedgate/fixedgate/proxy/egress"
 	"github.com/fixedgate/fixedgate/proxy/policy"
@@ -38,10 +39,12 @@ import (
 const (
 	demoIngress = "127.0.0.10"
 	demoEgress  = "127.0.0.20"
-	demoOrigin  = "127.0.0.30"
-	demoDNS     = "127.0.0.53"
-	demoUser    = "acme-corp"
-	demoKey     = "demo-secret"
+	// demoAnnounced is an egress address the demo's contract announces for 14 days from now.
+	demoAnnounced = "127.0.0.21"
+	demoOrigin    = "127.0.0.30"
+	demoDNS       = "127.0.0.53"
+	demoUser      = "acme-corp"
+	demoKey       = "demo-secret"
 
 	// The gateway door: gw.demo.test is routed to the fleet behind fleet.demo.test, 40 HTTPS
 	// backends on 127.0.1.1–127.0.1.40.
@@ -148,6 +151,21 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	cfg.UpstreamTLS.CAFile = upstreamCAFile
 	cfg.Admin.Listen = fmt.Sprintf("%s:%d", demoIngress, adminPort)
 	cfg.ShutdownGrace = 5 * time.Second
+	// The contract: the demo's ingress and egress addresses active from the start (ipranges init),
+	// one more egress address announced 14 days ahead, served on every listener.
+	contract, err := ipranges.Init([]netip.Prefix{netip.MustParsePrefix(demoIngress + "/32")},
+		[]netip.Prefix{netip.MustParsePrefix(demoEgress + "/32")},
+		ipranges.InitOptions{Notice: ipranges.MinNotice, Facility: "loopback"}, time.Now())
+	if err == nil {
+		err = contract.Announce(netip.MustParsePrefix(demoAnnounced+"/32"), ipranges.Egress, ipranges.MinNotice, "loopback", "", time.Now())
+	}
+	if err != nil {
+		return fmt.Errorf("demo contract: %w", err)
+	}
+	cfg.IPRanges.State = filepath.Join(dir, "ip-ranges.json")
+	if err := ipranges.Create(cfg.IPRanges.State, contract); err != nil {
+		return fmt.Errorf("demo contract: %w", err)
+	}
 	if err := cfg.validate(); err != nil {
 		return fmt.Errorf("demo config: %w", err)
 	}
@@ -209,6 +227,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	if err := d.gatewayDoor(); err != nil {
 		return err
 	}
+	d.contractDoor()
 
 	fmt.Fprintf(stdout, "\n")
 	if d.passed == d.total {
@@ -258,6 +277,49 @@ type demo struct {
 	dns              *dnstest.Server
 	fleet            *demoFleet
 	passed, total    int
+}
+
+// contractDoor fetches /ip-ranges.json from the TLS listener, as a firewall team's poller
+// would, and shows the cheap conditional GET.
+func (d *demo) contractDoor() {
+	url := d.tlsURL + "/ip-ranges.json"
+	d.section("the contract: GET " + url)
+	tr := &http.Transport{Proxy: nil, TLSClientConfig: &gotls.Config{RootCAs: d.proxyRoots}}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		d.check(false, "GET /ip-ranges.json: %v", err)
+		return
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	doc, perr := ipranges.Parse(b)
+	if resp.StatusCode != 200 || perr != nil {
+		d.check(false, "GET /ip-ranges.json: %d %v", resp.StatusCode, perr)
+		return
+	}
+	now := time.Now()
+	for _, p := range doc.Prefixes {
+		when := ""
+		if p.Status(now) == ipranges.Announced {
+			when = ", usable from " + p.Enabled.Format(time.RFC3339)
+		}
+		fmt.Fprintf(d.out, "  %-8s %-16s %s%s\n", p.Direction, p.CIDR, p.Status(now), when)
+	}
+	etag := resp.Header.Get("ETag")
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("If-None-Match", etag)
+	resp2, err := c.Do(req)
+	code := 0
+	if err == nil {
+		code = resp2.StatusCode
+		resp2.Body.Close()
+	}
+	d.check(code == http.StatusNotModified, "conditional GET with ETag %s: %d (want 304: pollers pay nothing while it is unchanged)", etag, code)
+	announced := doc.Lookup(netip.MustParseAddr(demoAnnounced), ipranges.Egress)
+	d.check(announced != nil && announced.Status(now) == ipranges.Announced,
+		"%s is announced, and the proxy will not dial from it for 14 days (every request above came from %s)", demoAnnounced, demoEgress)
 }
 
 // section starts a part of the report.
