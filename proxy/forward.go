@@ -172,7 +172,8 @@ const maxDialAttempts = 3
 // connections is seen failing.
 func (s *Server) dial(ctx context.Context, rt *route) (*net.TCPConn, health.Attempt, error) {
 	var lastErr error
-	tried := make([]netip.AddrPort, 0, min(len(rt.addrs), 8))
+	var triedBuf [8]netip.AddrPort // most names have few addresses: no allocation per request
+	tried := triedBuf[:0]
 	for attempts := 0; attempts < maxDialAttempts && len(tried) < len(rt.addrs); {
 		ap, ok := s.health.Pick(rt.addrs, rt.port, tried)
 		if !ok {

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/fixedgate/fixedgate/proxy/egress"
@@ -104,6 +105,8 @@ type gwRoute struct {
 	target    string // https://authority, for logs and reasons
 
 	allowed atomic.Pointer[fleetView] // the last fleet after the SSRF guard, reused while unchanged
+
+	backendDuration prometheus.Observer // this route's series, resolved once
 }
 
 // fleetView is a resolver snapshot and the part of it the guard lets through.
@@ -411,7 +414,7 @@ func (s *Server) gatewayRoundTrip(req *http.Request) (*http.Response, error) {
 		att := s.health.Start(ap)
 		start := time.Now()
 		resp, err := s.backendTransport(src, rt.name, ap, upgrade).RoundTrip(&out)
-		s.metrics.backendDuration.WithLabelValues(rt.name).Observe(time.Since(start).Seconds())
+		rt.backendDuration.Observe(time.Since(start).Seconds())
 		if err == nil && resp.StatusCode < 500 && resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != nil && resp.Body != http.NoBody {
 			// In flight until the body is done: a long stream (SSE, a download) keeps its backend busy.
 			resp.Body = &attemptBody{ReadCloser: resp.Body, att: att}
@@ -496,8 +499,14 @@ type backendPool interface {
 // (WebSocket) use an HTTP/1.1-only net/http Transport, which hands the upgraded connection over.
 func (s *Server) backendTransport(src netip.Addr, name string, backend netip.AddrPort, h1 bool) backendPool {
 	key := transportKey{src, name, backend, h1}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.poolsMu.RLock()
+	t, ok := s.gwTransports[key]
+	s.poolsMu.RUnlock()
+	if ok {
+		return t
+	}
+	s.poolsMu.Lock()
+	defer s.poolsMu.Unlock()
 	if t, ok := s.gwTransports[key]; ok {
 		return t
 	}
@@ -541,7 +550,6 @@ func (s *Server) backendTransport(src netip.Addr, name string, backend netip.Add
 			MaxResponseHeaderBytes: int64(s.limits.MaxHeaderBytes) * 4,
 		}
 	}
-	var t backendPool
 	if h1 {
 		t = newTransport()
 	} else {
@@ -588,8 +596,8 @@ func (p *learnedPool) CloseIdleConnections() {
 // FleetChanged is called by the resolver when a name's fleet changes: the pools of backends
 // that left it are closed once idle (in-flight requests finish on their connections).
 func (s *Server) FleetChanged(name string, fleet []netip.Addr) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.poolsMu.Lock()
+	defer s.poolsMu.Unlock()
 	for k, t := range s.gwTransports {
 		if k.name == name && !slices.Contains(fleet, k.backend.Addr()) {
 			t.CloseIdleConnections()

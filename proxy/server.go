@@ -84,6 +84,7 @@ type Server struct {
 	mu           sync.Mutex
 	listeners    []*listener
 	transports   map[netip.Addr]*http.Transport
+	poolsMu      sync.RWMutex // guards gwTransports and retired; read on every gateway attempt
 	gwTransports map[transportKey]backendPool
 	retired      []retiredTransport
 }
@@ -142,6 +143,9 @@ func New(opts Options) (*Server, error) {
 	s.health = health.New(opts.Health, health.Options{Registerer: opts.Registerer, Logger: opts.Log.Named("health")})
 	s.retryBudget = s.health.NewBudget(float64(opts.Gateway.RetryBudgetPercent)/100, 3, 10*time.Second)
 	s.metrics = newMetrics(opts.Registerer, s)
+	for _, rt := range gw.routes {
+		rt.backendDuration = s.metrics.backendDuration.WithLabelValues(rt.name)
+	}
 	s.rp = newReverseProxy(s)
 	s.gwProxy = newGatewayProxy(s)
 	return s, nil
@@ -371,9 +375,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, t := range s.transports {
 		t.CloseIdleConnections()
 	}
+	s.poolsMu.RLock()
 	for _, t := range s.gwTransports {
 		t.CloseIdleConnections()
 	}
+	s.poolsMu.RUnlock()
 	s.mu.Unlock()
 	if err == nil {
 		err = ctx.Err()
