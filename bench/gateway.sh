@@ -216,7 +216,7 @@ resolver: {servers: ["$DNS_ADDR"]}
 forward: {allow_networks: [127.0.0.0/8]}
 egress: {addresses: [$FG_EGRESS]}
 admin: {listen: "$FG_ADMIN"}
-log: {level: info, format: json}
+log: {level: info, format: json$([[ $ACCESS_LOG == 1 ]] && echo ", flush_interval: 1s")}   # as nginx's access_log buffer=64k flush=1s
 limits: {max_conns_per_listener: 20000}
 EOF
 }

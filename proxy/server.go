@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"golang.org/x/net/http2"
 
 	"github.com/fixedgate/fixedgate/proxy/egress"
 	"github.com/fixedgate/fixedgate/proxy/health"
@@ -93,7 +92,7 @@ type Server struct {
 type listener struct {
 	cfg  ListenConfig
 	ln   net.Listener
-	srvs []*http.Server // one per time it was bound and served
+	srvs []*connServer // one per time it was bound and served
 }
 
 // New checks opts and builds a Server; it opens no sockets.
@@ -231,32 +230,15 @@ func (s *Server) serveListener(l *listener) {
 	if l.cfg.TLS {
 		name = "tls:" + name
 	}
-	srv := &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
-		IdleTimeout:       s.limits.IdleTimeout,
-		MaxHeaderBytes:    s.limits.MaxHeaderBytes,
-		ErrorLog:          s.stdLog,
-		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
-			return context.WithValue(ctx, listenerKey{}, name)
-		},
+	var tlsConfig *tls.Config
+	if l.cfg.TLS {
+		tlsConfig = s.opts.TLS.ServerConfig([]string{"h2", "http/1.1"})
 	}
-	l.srvs = append(l.srvs, srv)
+	cs := s.newConnServer(l.ln, name, tlsConfig)
+	l.srvs = append(l.srvs, cs)
 	s.log.Info("listening", zap.String("listener", name))
-	ln := l.ln
 	go func() {
-		var err error
-		if l.cfg.TLS {
-			srv.TLSConfig = s.opts.TLS.ServerConfig([]string{"h2", "http/1.1"})
-			h2 := &http2.Server{IdleTimeout: s.limits.IdleTimeout, MaxUploadBufferPerStream: 1 << 20}
-			srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){
-				"h2": func(hs *http.Server, c *tls.Conn, h http.Handler) { s.serveNegotiatedH2(hs, h2, c, h, name) },
-			}
-			err = srv.ServeTLS(ln, "", "")
-		} else {
-			err = srv.Serve(ln)
-		}
-		if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+		if err := cs.serve(); err != nil {
 			s.log.Error("listener stopped", zap.String("listener", name), zap.Error(err))
 		}
 	}()
@@ -347,7 +329,7 @@ func (s *Server) Ready(ctx context.Context) error {
 // Shutdown stops accepting, lets requests and tunnels finish until ctx ends, then cuts the rest.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	var srvs []*http.Server
+	var srvs []*connServer
 	for _, l := range s.listeners {
 		if l.ln != nil && len(l.srvs) == 0 {
 			l.ln.Close() // bound, never served
@@ -364,9 +346,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := srv.Shutdown(ctx); err != nil {
-				srv.Close()
-			}
+			srv.shutdown(ctx)
 		}()
 	}
 	err := s.tunnels.drain(ctx)

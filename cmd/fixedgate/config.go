@@ -49,6 +49,10 @@ type AdminConfig struct {
 type LogConfig struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
 	Format string `yaml:"format"` // json or console
+	// FlushInterval, when set, buffers log lines (64 KiB) and writes them at least this often,
+	// as nginx's access_log buffer=/flush= does: one write per batch instead of per request.
+	// Warnings and errors are written at once. A crash loses at most this much of the log.
+	FlushInterval time.Duration `yaml:"flush_interval"`
 }
 
 func defaultConfig() Config {
@@ -136,6 +140,9 @@ func (c *Config) validate() error {
 	case "json", "console":
 	default:
 		errs = append(errs, fmt.Errorf("log.format: %q is not json or console", c.Log.Format))
+	}
+	if c.Log.FlushInterval < 0 || c.Log.FlushInterval > 10*time.Second {
+		errs = append(errs, fmt.Errorf("log.flush_interval: %s must be between 0 (write every line) and 10s", c.Log.FlushInterval))
 	}
 	return errors.Join(errs...)
 }

@@ -62,6 +62,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"health percent", minimalConfig + "health:\n  outlier: {max_ejected_percent: 120}\n", []string{"health.outlier.max_ejected_percent: 120 is outside 0..100"}},
 		{"health unknown key", minimalConfig + "health:\n  outlier: {consecutive_failure: 3}\n", []string{"consecutive_failure"}},
 		{"gateway retries", minimalConfig + "gateway:\n  max_retries: 9\n", []string{"gateway.max_retries: 9 is outside 0..5"}},
+		{"log flush interval", minimalConfig + "log: {flush_interval: 1m}\n", []string{"log.flush_interval: 1m0s must be between 0"}},
 		{"duplicate key", minimalConfig + "log: {level: info}\nlog: {level: warn}\n", []string{"log (line 6): duplicate key"}},
 		{"several problems at once", "listen: [{address: x}]\nlog: {level: loud, format: xml}\n", []string{"listen[0].address", "log.level", "log.format"}},
 		{"not yaml", "listen: [\n", []string{"parse yaml"}},

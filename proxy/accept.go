@@ -1,0 +1,176 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/net/http2"
+
+	"github.com/fixedgate/fixedgate/proxy/h1server"
+)
+
+// connServer serves one bound listener: it accepts, does the TLS handshake itself on TLS
+// listeners, and hands each connection to the HTTP/1.1 server (h1server) or, when the client
+// negotiated h2 and sends its preface, to the HTTP/2 server.
+type connServer struct {
+	s         *Server
+	ln        net.Listener
+	name      string
+	tlsConfig *tls.Config // nil on a plain listener
+	h1        *h1server.Server
+	h2        *http2.Server
+	h2base    *http.Server // the HTTP/2 server's settings; its Shutdown sends GOAWAY on every h2 connection
+
+	acceptDone chan struct{}
+	closing    atomic.Bool
+	wg         sync.WaitGroup // one per connection
+	mu         sync.Mutex
+	conns      map[net.Conn]struct{} // every accepted connection, for the hard stop
+}
+
+func (s *Server) newConnServer(ln net.Listener, name string, tlsConfig *tls.Config) *connServer {
+	cs := &connServer{
+		s:         s,
+		ln:        ln,
+		name:      name,
+		tlsConfig: tlsConfig,
+		h1: &h1server.Server{
+			Handler:           s,
+			ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
+			IdleTimeout:       s.limits.IdleTimeout,
+			MaxHeaderBytes:    s.limits.MaxHeaderBytes,
+			ErrorLog:          s.stdLog,
+		},
+		acceptDone: make(chan struct{}),
+		conns:      map[net.Conn]struct{}{},
+	}
+	if tlsConfig != nil {
+		cs.h2 = &http2.Server{IdleTimeout: s.limits.IdleTimeout, MaxUploadBufferPerStream: 1 << 20}
+		cs.h2base = &http.Server{
+			Handler:           s,
+			ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
+			IdleTimeout:       s.limits.IdleTimeout,
+			MaxHeaderBytes:    s.limits.MaxHeaderBytes,
+			ErrorLog:          s.stdLog,
+		}
+		if err := http2.ConfigureServer(cs.h2base, cs.h2); err != nil {
+			// Only a TLS config with unusable cipher suites fails here, and h2base has none.
+			s.log.Error("http2 server setup", zap.Error(err))
+		}
+	}
+	return cs
+}
+
+// serve accepts until the listener closes.
+func (cs *connServer) serve() error {
+	defer close(cs.acceptDone)
+	var delay time.Duration
+	for {
+		c, err := cs.ln.Accept()
+		if err != nil {
+			if cs.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne interface{ Temporary() bool }
+			if errors.As(err, &ne) && ne.Temporary() { // out of descriptors, say: wait, as net/http does
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				cs.s.log.Warn("accept failed; retrying", zap.String("listener", cs.name), zap.Error(err), zap.Duration("retry_in", delay))
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		cs.wg.Add(1)
+		go cs.handle(c)
+	}
+}
+
+func (cs *connServer) track(c net.Conn, add bool) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if add {
+		cs.conns[c] = struct{}{}
+	} else {
+		delete(cs.conns, c)
+	}
+}
+
+func (cs *connServer) handle(c net.Conn) {
+	defer cs.wg.Done()
+	cs.track(c, true)
+	defer cs.track(c, false)
+	ctx := context.WithValue(context.Background(), listenerKey{}, cs.name)
+	if cs.tlsConfig == nil {
+		cs.h1.ServeConn(ctx, c, nil)
+		return
+	}
+	tc := tls.Server(c, cs.tlsConfig)
+	if d := cs.s.limits.ReadHeaderTimeout; d > 0 {
+		c.SetDeadline(time.Now().Add(d))
+	}
+	if err := tc.HandshakeContext(ctx); err != nil {
+		var rhe tls.RecordHeaderError
+		if errors.As(err, &rhe) && rhe.Conn != nil && looksLikeHTTP(rhe.RecordHeader) {
+			io.WriteString(rhe.Conn, "HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+		}
+		cs.s.stdLog.Printf("http: TLS handshake error from %s: %v", c.RemoteAddr(), err)
+		c.Close()
+		return
+	}
+	c.SetDeadline(time.Time{})
+	switch tc.ConnectionState().NegotiatedProtocol {
+	case "h2":
+		cs.serveNegotiatedH2(ctx, tc)
+	case "", "http/1.1":
+		cs.h1.ServeConn(ctx, tc, nil)
+	default: // acme-tls/1: the handshake was the whole exchange
+		tc.Close()
+	}
+}
+
+// looksLikeHTTP reports whether a TLS record header is really the start of a plain-text HTTP
+// request (a client that used http:// on the TLS port).
+func looksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO", "CONNE", "DELET", "PATCH":
+		return true
+	}
+	return false
+}
+
+// shutdown stops accepting, sends GOAWAY to HTTP/2 clients, lets requests in progress finish
+// until ctx ends, then closes every connection that is left.
+func (cs *connServer) shutdown(ctx context.Context) error {
+	cs.closing.Store(true)
+	cs.ln.Close()
+	<-cs.acceptDone
+	if cs.h2base != nil {
+		cs.h2base.Shutdown(ctx) // no listener of its own: this only starts the h2 GOAWAYs
+	}
+	err := cs.h1.Shutdown(ctx)
+	done := make(chan struct{})
+	go func() { cs.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		cs.mu.Lock()
+		for c := range cs.conns {
+			c.Close()
+		}
+		cs.mu.Unlock()
+		<-done
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	return err
+}
