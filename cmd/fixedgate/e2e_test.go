@@ -536,3 +536,32 @@ func TestIdleTunnelsHoldNoPipes(t *testing.T) {
 	}
 	t.Logf("%d idle tunnels: %d descriptors, %d of them pipes", tunnels, len(ents), pipes)
 }
+
+// SIGTERM with idle keep-alive clients on the TLS listener, over HTTP/1.1 and HTTP/2: they are
+// closed at once (HTTP/2 with a GOAWAY), so the process exits long before the grace period,
+// which only requests in progress may use.
+func TestShutdownClosesIdleConnections(t *testing.T) {
+	f := newFixture(t)
+	p := f.startProxy(t, "shutdown_grace: 60s\n")
+	for _, proto := range []int{1, 2} {
+		tr := &http.Transport{TLSClientConfig: &gotls.Config{RootCAs: rootsWith(t, p.caFile)}, ForceAttemptHTTP2: proto == 2}
+		if proto == 1 {
+			tr.TLSNextProto = map[string]func(string, *gotls.Conn) http.RoundTripper{}
+		}
+		t.Cleanup(tr.CloseIdleConnections)
+		c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		resp, err := c.Get("https://" + p.tlsAddr + "/no-such-route")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != proto || resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("HTTP/%d client got %s over HTTP/%d", proto, resp.Status, resp.ProtoMajor)
+		}
+	}
+	p.signal(syscall.SIGTERM)
+	if err := p.wait(30 * time.Second); err != nil {
+		t.Fatalf("idle connections held the shutdown (grace 60s): %v", err)
+	}
+}

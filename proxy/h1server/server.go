@@ -23,6 +23,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Server serves HTTP/1.x requests on connections handed to ServeConn. The zero value is not
@@ -330,6 +332,10 @@ func (c *conn) serveRequest(parent context.Context, req *http.Request) bool {
 	}
 	if req.ProtoAtLeast(1, 1) && req.Host == "" && req.Method != http.MethodConnect {
 		c.writeError(http.StatusBadRequest, "missing required Host header")
+		return false
+	}
+	if req.Host != "" && !httpguts.ValidHostHeader(req.Host) {
+		c.writeError(http.StatusBadRequest, "malformed Host header")
 		return false
 	}
 	ctx, cancel := context.WithCancel(parent)

@@ -555,6 +555,8 @@ func TestBadRequests(t *testing.T) {
 		{"malformed version", "GET / HTTP/1.x\r\nHost: a\r\n\r\n", 400, "malformed HTTP version", 0},
 		{"headers over MaxHeaderBytes", bigHeaders, 431, "431 Request Header Fields Too Large", 0},
 		{"HTTP/1.1 without Host", "GET / HTTP/1.1\r\n\r\n", 400, "missing required Host header", 0},
+		{"malformed Host", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400, "malformed Host header", 0},
+		{"header with a bare CR in its value", "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\rc\r\n\r\n", 400, "", 0},
 		{"HTTP/2.0 request line", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505, "505 HTTP Version Not Supported", 0},
 		{"unsupported Transfer-Encoding", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "Unsupported transfer encoding", 0},
 		{"bad Expect", "POST / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\nx", 417, "417 Expectation Failed", 0},
