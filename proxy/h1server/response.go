@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -134,9 +133,6 @@ func (w *response) Write(p []byte) (int, error) {
 	}
 	return w.writeBody(p)
 }
-
-// WriteString avoids a copy for handlers that write strings (io.WriteString).
-func (w *response) WriteString(s string) (int, error) { return w.Write([]byte(s)) }
 
 func (w *response) writeBody(p []byte) (int, error) {
 	bw := w.c.bw
@@ -462,5 +458,3 @@ func (w *watcher) disarm(c *conn) {
 		c.rwc.SetReadDeadline(time.Time{})
 	}
 }
-
-var _ io.StringWriter = (*response)(nil)

@@ -269,16 +269,10 @@ func (c *conn) refuseBad(err error) {
 		c.writeError(http.StatusRequestHeaderFieldsTooLarge, "")
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
 	case errors.As(err, &ne) && ne.Timeout():
+	case strings.Contains(err.Error(), "unsupported transfer encoding"): // net/http's error type is unexported
+		c.writeError(http.StatusNotImplemented, "Unsupported transfer encoding")
 	default:
-		var unsupported bool
-		if s := err.Error(); strings.Contains(s, "unsupported transfer encoding") {
-			unsupported = true
-		}
-		if unsupported {
-			c.writeError(http.StatusNotImplemented, "Unsupported transfer encoding")
-		} else {
-			c.writeError(http.StatusBadRequest, err.Error())
-		}
+		c.writeError(http.StatusBadRequest, err.Error())
 	}
 }
 
@@ -299,15 +293,9 @@ func (c *conn) writeError(code int, reason string) {
 // caller closes, so unread request bytes do not turn the close into a reset that loses the
 // response.
 func (c *conn) lingerClose() {
+	// TCP sends FIN; TLS sends close_notify.
 	cw, ok := c.rwc.(interface{ CloseWrite() error })
-	if !ok {
-		return
-	}
-	if tc, ok := c.rwc.(*tls.Conn); ok {
-		if tc.CloseWrite() != nil {
-			return
-		}
-	} else if cw.CloseWrite() != nil {
+	if !ok || cw.CloseWrite() != nil {
 		return
 	}
 	c.rwc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
