@@ -46,6 +46,7 @@ func (s *Server) newConnServer(ln net.Listener, name string, tlsConfig *tls.Conf
 			Handler:           s,
 			ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
 			IdleTimeout:       s.limits.IdleTimeout,
+			SendTimeout:       s.limits.SendTimeout,
 			MaxHeaderBytes:    s.limits.MaxHeaderBytes,
 			ErrorLog:          s.stdLog,
 		},
@@ -53,7 +54,7 @@ func (s *Server) newConnServer(ln net.Listener, name string, tlsConfig *tls.Conf
 		conns:      map[net.Conn]struct{}{},
 	}
 	if tlsConfig != nil {
-		cs.h2 = &http2.Server{IdleTimeout: s.limits.IdleTimeout, MaxUploadBufferPerStream: 1 << 20}
+		cs.h2 = &http2.Server{IdleTimeout: s.limits.IdleTimeout, WriteByteTimeout: s.limits.SendTimeout, MaxUploadBufferPerStream: 1 << 20}
 		cs.h2base = &http.Server{
 			Handler:           s,
 			ReadHeaderTimeout: s.limits.ReadHeaderTimeout,

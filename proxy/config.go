@@ -121,6 +121,7 @@ type Limits struct {
 	DialTimeout           time.Duration `yaml:"dial_timeout"`
 	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
 	IdleTimeout           time.Duration `yaml:"idle_timeout"`
+	SendTimeout           time.Duration `yaml:"send_timeout"`
 	TunnelIdleTimeout     time.Duration `yaml:"tunnel_idle_timeout"`
 	MaxConnsPerListener   int           `yaml:"max_conns_per_listener"`
 }
@@ -133,6 +134,7 @@ func DefaultLimits() Limits {
 		DialTimeout:           10 * time.Second,
 		ResponseHeaderTimeout: 60 * time.Second,
 		IdleTimeout:           90 * time.Second,
+		SendTimeout:           60 * time.Second,
 		TunnelIdleTimeout:     5 * time.Minute,
 		MaxConnsPerListener:   10000,
 	}
@@ -148,6 +150,7 @@ func (l Limits) Validate() error {
 		{"dial_timeout", l.DialTimeout},
 		{"response_header_timeout", l.ResponseHeaderTimeout},
 		{"idle_timeout", l.IdleTimeout},
+		{"send_timeout", l.SendTimeout},
 		{"tunnel_idle_timeout", l.TunnelIdleTimeout},
 	} {
 		if d.v <= 0 {

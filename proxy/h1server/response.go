@@ -299,9 +299,23 @@ func (w *response) EnableFullDuplex() error { return nil }
 func (c *conn) writer() *bufio.Writer {
 	if c.bw == nil {
 		c.bw = writerPool.Get().(*bufio.Writer)
-		c.bw.Reset(c.rwc)
+		c.out = sendWriter{c: c.rwc, timeout: c.srv.SendTimeout}
+		c.bw.Reset(&c.out)
 	}
 	return c.bw
+}
+
+// sendWriter arms the send timeout before each write to the client.
+type sendWriter struct {
+	c       net.Conn
+	timeout time.Duration
+}
+
+func (w *sendWriter) Write(p []byte) (int, error) {
+	if w.timeout > 0 {
+		w.c.SetWriteDeadline(time.Now().Add(w.timeout))
+	}
+	return w.c.Write(p)
 }
 
 func (c *conn) releaseWriter() {

@@ -37,6 +37,10 @@ type Server struct {
 	// IdleTimeout bounds the wait for the next request on a kept-alive connection; zero uses
 	// ReadHeaderTimeout.
 	IdleTimeout time.Duration
+	// SendTimeout bounds each write to the client: one that accepts no bytes for this long
+	// (it stopped reading) is disconnected, as with nginx's send_timeout. Zero means no limit.
+	// Hijacked connections are the hijacker's to bound.
+	SendTimeout time.Duration
 	// MaxHeaderBytes bounds the request line plus headers; a request over it gets 431. Zero
 	// means http.DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
@@ -190,6 +194,7 @@ type conn struct {
 	lr       *limitReader
 	br       *bufio.Reader
 	bw       *bufio.Writer // from writerPool while a response is written
+	out      sendWriter    // what bw writes to
 	pend     []byte        // body bytes held back until the framing is known
 	hijacked bool
 	werr     error // first write error; the connection ends after the response

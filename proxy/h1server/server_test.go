@@ -1375,3 +1375,31 @@ func TestUnreadBodyTooLargeAnnouncesClose(t *testing.T) {
 	c.Close()
 	<-sent
 }
+
+// A client that sends a request and then stops reading is cut off after SendTimeout: the
+// handler's write fails and the connection is closed, instead of both being held forever.
+func TestSendTimeout(t *testing.T) {
+	writeErr := make(chan error, 1)
+	ts := startServer(t, &Server{SendTimeout: 200 * time.Millisecond, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := bytes.Repeat([]byte("s"), 64<<10)
+		for i := 0; i < 4096; i++ { // 256 MiB at most: far more than socket buffers hold
+			if _, err := w.Write(chunk); err != nil {
+				writeErr <- err
+				return
+			}
+		}
+		writeErr <- nil
+	})}, nil)
+	c, _ := ts.dial(t)
+	c.(*net.TCPConn).SetReadBuffer(4 << 10)
+	write(t, c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	select {
+	case err := <-writeErr:
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("handler's write: %v, want a timeout", err)
+		}
+	case <-time.After(ioTimeout):
+		t.Fatal("a client that stopped reading held the handler")
+	}
+}
