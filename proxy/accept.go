@@ -48,7 +48,7 @@ func (s *Server) newConnServer(ln net.Listener, name string, tlsConfig *tls.Conf
 			IdleTimeout:       s.limits.IdleTimeout,
 			SendTimeout:       s.limits.SendTimeout,
 			MaxHeaderBytes:    s.limits.MaxHeaderBytes,
-			ErrorLog:          s.stdLog,
+			ErrorLog:          s.panicLog, // h1server logs only handler panics
 		},
 		acceptDone: make(chan struct{}),
 		conns:      map[net.Conn]struct{}{},

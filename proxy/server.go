@@ -63,6 +63,7 @@ type Server struct {
 	limits   Limits
 	log      *zap.Logger
 	stdLog   *log.Logger
+	panicLog *log.Logger // handler panics, at error level
 	policy   *policy.Policy
 	auth     *authenticator
 	egress   *egress.Dialer
@@ -131,6 +132,7 @@ func New(opts Options) (*Server, error) {
 		limits:       opts.Limits,
 		log:          opts.Log,
 		stdLog:       newStdLog(opts.Log),
+		panicLog:     newPanicLog(opts.Log),
 		policy:       pol,
 		auth:         newAuthenticator(opts.Forward.Users),
 		egress:       opts.Egress,
@@ -420,6 +422,15 @@ func (s *Server) transportFor(src netip.Addr) *http.Transport {
 // broken clients) to the debug level, where they do not drown the summary lines.
 func newStdLog(l *zap.Logger) *log.Logger {
 	sl, err := zap.NewStdLogAt(l.Named("http"), zapcore.DebugLevel)
+	if err != nil {
+		return zap.NewStdLog(l)
+	}
+	return sl
+}
+
+// newPanicLog is where a handler panic is reported: at error level, since it is a bug.
+func newPanicLog(l *zap.Logger) *log.Logger {
+	sl, err := zap.NewStdLogAt(l.Named("http"), zapcore.ErrorLevel)
 	if err != nil {
 		return zap.NewStdLog(l)
 	}
