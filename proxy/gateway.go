@@ -527,7 +527,7 @@ func (s *Server) backendTransport(src netip.Addr, name string, backend netip.Add
 		}
 		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		tc := tls.Client(c, tlsCfg)
+		tc := tls.Client(newRawConn(c), tlsCfg)
 		if err := tc.HandshakeContext(hctx); err != nil {
 			c.Close()
 			return nil, &dialError{&tlsError{name: name, err: err}}

@@ -29,7 +29,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		<-l.sem
 		return nil, err
 	}
-	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+	return &limitConn{Conn: newRawConn(c), release: func() { <-l.sem }}, nil
 }
 
 func (l *limitListener) Close() error {

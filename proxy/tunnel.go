@@ -192,6 +192,8 @@ func tcpOf(c net.Conn) *net.TCPConn {
 			return v
 		case *limitConn:
 			c = v.Conn
+		case *rawConn:
+			return v.TCPConn
 		default:
 			return nil
 		}
