@@ -401,7 +401,7 @@ func (s *Server) transportFor(src netip.Addr) *http.Transport {
 				return nil, &dialError{err}
 			}
 			att.Done(health.Success)
-			return c, nil
+			return newRawConn(c), nil
 		},
 		TLSClientConfig:        s.opts.UpstreamTLS,
 		ForceAttemptHTTP2:      true,
