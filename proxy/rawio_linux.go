@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -18,6 +19,18 @@ import (
 type rawConn struct {
 	*net.TCPConn
 	rc syscall.RawConn
+	r  rawOp // guarded by its mutex: net.Conn allows concurrent Reads (and Writes)
+	w  rawOp
+}
+
+// rawOp is one direction's call state, kept in the connection so that the function handed to
+// syscall.RawConn is made once, not per call.
+type rawOp struct {
+	mu    sync.Mutex
+	p     []byte
+	n     int
+	errno syscall.Errno
+	fn    func(fd uintptr) bool
 }
 
 func newRawConn(c net.Conn) net.Conn {
@@ -29,28 +42,54 @@ func newRawConn(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	return &rawConn{TCPConn: tc, rc: rc}
+	rw := &rawConn{TCPConn: tc, rc: rc}
+	rw.r.fn = rw.r.read
+	rw.w.fn = rw.w.write
+	return rw
+}
+
+func (o *rawOp) read(fd uintptr) bool {
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&o.p[0])), uintptr(len(o.p)))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		}
+		o.n, o.errno = int(r), e
+		return true
+	}
+}
+
+func (o *rawOp) write(fd uintptr) bool {
+	for o.n < len(o.p) {
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&o.p[o.n])), uintptr(len(o.p)-o.n))
+		switch e {
+		case 0:
+			o.n += int(r)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			o.errno = e
+			return true
+		}
+	}
+	return true
 }
 
 func (c *rawConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := c.rc.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false
-			}
-			n, errno = int(r), e
-			return true
-		}
-	})
+	o := &c.r
+	o.mu.Lock()
+	o.p, o.n, o.errno = p, 0, 0
+	err := c.rc.Read(o.fn)
+	n, errno := o.n, o.errno
+	o.p = nil
+	o.mu.Unlock()
 	switch {
 	case err != nil:
 		return 0, c.opError("read", err)
@@ -63,24 +102,13 @@ func (c *rawConn) Read(p []byte) (int, error) {
 }
 
 func (c *rawConn) Write(p []byte) (int, error) {
-	n := 0
-	var errno syscall.Errno
-	err := c.rc.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
-			switch e {
-			case 0:
-				n += int(r)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
-			}
-		}
-		return true
-	})
+	o := &c.w
+	o.mu.Lock()
+	o.p, o.n, o.errno = p, 0, 0
+	err := c.rc.Write(o.fn)
+	n, errno := o.n, o.errno
+	o.p = nil
+	o.mu.Unlock()
 	switch {
 	case err != nil:
 		return n, c.opError("write", err)

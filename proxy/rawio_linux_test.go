@@ -97,3 +97,37 @@ func TestRawConn(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkRawConnWriteRead is one small write and its read back over loopback: the raw calls
+// must not allocate.
+func BenchmarkRawConnWriteRead(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		io.Copy(c, c)
+		c.Close()
+	}()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := newRawConn(nc)
+	defer c.Close()
+	msg, buf := []byte("ping"), make([]byte, 4)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

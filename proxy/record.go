@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+	"unsafe"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -25,6 +26,7 @@ type record struct {
 	bytesDown int64
 	reason    string
 	err       error
+	addrBuf   [2 * len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255")]byte // resolved and egress IPs, as text
 }
 
 func (r *record) elapsed() time.Duration { return time.Since(r.start) }
@@ -54,11 +56,18 @@ func (r *record) appendFields(f []zap.Field) []zap.Field {
 		zap.Int64("bytes_down", r.bytesDown),
 		zap.Float64("duration_s", r.elapsed().Seconds()),
 	)
+	// The addresses are formatted into the record itself: zap encodes the line before log
+	// returns, so the strings need not outlive the record, and a request costs no allocation
+	// for them.
+	b := r.addrBuf[:0]
 	if r.resolved.IsValid() {
-		f = append(f, zap.Stringer("resolved_ip", r.resolved))
+		b = r.resolved.AppendTo(b)
+		f = append(f, zap.String("resolved_ip", unsafe.String(&b[0], len(b))))
 	}
 	if r.egress.IsValid() {
-		f = append(f, zap.Stringer("egress_ip", r.egress))
+		start := len(b)
+		b = r.egress.AppendTo(b)
+		f = append(f, zap.String("egress_ip", unsafe.String(&b[start], len(b)-start)))
 	}
 	if r.reason != "" {
 		f = append(f, zap.String("reason", r.reason))
