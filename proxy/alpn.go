@@ -36,8 +36,9 @@ func (cs *connServer) serveNegotiatedH2(ctx context.Context, c *tls.Conn) {
 		cs.h1.ServeConn(ctx, c, br)
 		return
 	}
-	cs.h2.ServeConn(&peekedConn{Conn: c, r: br}, &http2.ServeConnOpts{Context: ctx, BaseConfig: cs.h2base, Handler: cs.s})
-	c.Close()
+	hc := newH2Coalescer(&peekedConn{Conn: c, r: br}, cs.s.limits.SendTimeout)
+	cs.h2.ServeConn(hc, &http2.ServeConnOpts{Context: ctx, BaseConfig: cs.h2base, Handler: cs.s})
+	hc.Close()
 }
 
 // peekedConn is a TLS connection whose first bytes were read ahead into r.
