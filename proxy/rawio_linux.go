@@ -83,13 +83,7 @@ func (c *rawConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	o := &c.r
-	o.mu.Lock()
-	o.p, o.n, o.errno = p, 0, 0
-	err := c.rc.Read(o.fn)
-	n, errno := o.n, o.errno
-	o.p = nil
-	o.mu.Unlock()
+	n, errno, err := c.do(&c.r, p, false)
 	switch {
 	case err != nil:
 		return 0, c.opError("read", err)
@@ -102,13 +96,7 @@ func (c *rawConn) Read(p []byte) (int, error) {
 }
 
 func (c *rawConn) Write(p []byte) (int, error) {
-	o := &c.w
-	o.mu.Lock()
-	o.p, o.n, o.errno = p, 0, 0
-	err := c.rc.Write(o.fn)
-	n, errno := o.n, o.errno
-	o.p = nil
-	o.mu.Unlock()
+	n, errno, err := c.do(&c.w, p, true)
 	switch {
 	case err != nil:
 		return n, c.opError("write", err)
@@ -116,6 +104,22 @@ func (c *rawConn) Write(p []byte) (int, error) {
 		return n, c.opError("write", os.NewSyscallError("write", errno))
 	}
 	return n, nil
+}
+
+// do runs one direction's call on p through the poller (which waits for readiness and
+// deadlines) and returns what it did.
+func (c *rawConn) do(o *rawOp, p []byte, write bool) (int, syscall.Errno, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.p, o.n, o.errno = p, 0, 0
+	var err error
+	if write {
+		err = c.rc.Write(o.fn)
+	} else {
+		err = c.rc.Read(o.fn)
+	}
+	o.p = nil
+	return o.n, o.errno, err
 }
 
 func (c *rawConn) opError(op string, err error) error {
