@@ -23,6 +23,9 @@ import (
 
 // ServeHTTP is the forward door and the fallback for everything else a listener receives.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 2 {
+		presizeStack()
+	}
 	rec := &record{start: time.Now(), client: r.RemoteAddr, listener: listenerName(r.Context())}
 	rw := &responseRecorder{ResponseWriter: w, rec: rec}
 	switch {

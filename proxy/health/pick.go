@@ -31,6 +31,10 @@ func (t *Tracker) Pick(fleet []netip.Addr, port uint16, exclude []netip.AddrPort
 	if n == 0 {
 		return netip.AddrPort{}, false
 	}
+	if n == 1 && len(exclude) == 0 {
+		// A fleet of one: ejected or not, it is the only choice.
+		return netip.AddrPortFrom(fleet[0], port), true
+	}
 	now := t.nanos()
 	set := t.ejected.Load()
 	if n >= 2 && len(exclude) == 0 && now >= set.until {
@@ -40,7 +44,15 @@ func (t *Tracker) Pick(fleet []netip.Addr, port uint16, exclude []netip.AddrPort
 		defer t.mu.RUnlock()
 		return t.better(fleet, port, i, j), true
 	}
+	return t.pickAvoiding(fleet, port, exclude, now, set)
+}
 
+// pickAvoiding is Pick when some member may be ejected or must be avoided. It is a function of
+// its own because its scratch arrays make a large stack frame, which the common path above
+// should not carry: requests often run on fresh goroutines (one per HTTP/2 stream), whose stacks
+// grow by copying.
+func (t *Tracker) pickAvoiding(fleet []netip.Addr, port uint16, exclude []netip.AddrPort, now int64, set *ejectedSet) (netip.AddrPort, bool) {
+	n := len(fleet)
 	// off has bit i set when member i is not to be chosen by P2C: excluded, or ejected (and not
 	// readmitted). Only members the filter says may be ejected are looked up.
 	var offBuf [4]uint64
