@@ -147,7 +147,11 @@ func (p *h1Pool) roundTrip(req *http.Request) (*http.Response, error) {
 		io.Copy(io.Discard, resp.Body) // 1xx: informational, no body; read the real response next
 		resp.Body.Close()
 	}
-	cn.c.SetReadDeadline(time.Time{})
+	if p.responseHeaderTimeout > 0 && (resp.ContentLength < 0 || int64(cn.br.Buffered()) < resp.ContentLength) {
+		// The body still has to come off the socket, for however long it takes. A body that is
+		// all buffered already needs no change: the next request sets its own deadline first.
+		cn.c.SetReadDeadline(time.Time{})
+	}
 	reuse := !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols
 	if resp.Body == nil || resp.Body == http.NoBody || resp.ContentLength == 0 {
 		if !stop() && ctx.Err() != nil {

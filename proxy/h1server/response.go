@@ -446,6 +446,9 @@ func (w *watcher) fire() {
 	w.running = true
 	w.done = make(chan struct{})
 	cancel, done := w.cancel, w.done
+	// The request's header deadline may still be set. Cleared under the lock, so that disarm's
+	// deadline in the past (set after it takes the lock) always wins.
+	w.c.rwc.SetReadDeadline(time.Time{})
 	w.mu.Unlock()
 	defer close(done)
 	if _, err := w.c.br.Peek(1); err != nil {

@@ -10,6 +10,7 @@ package h1server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -246,7 +247,7 @@ func (c *conn) serve(ctx context.Context) {
 		}
 		c.setState(stateActive)
 		first = false
-		if d := c.srv.ReadHeaderTimeout; d > 0 {
+		if d := c.srv.ReadHeaderTimeout; d > 0 && !headerBuffered(c.br) {
 			c.rwc.SetReadDeadline(time.Now().Add(d))
 		}
 		// As net/http: slack for the request line's own buffer. Bytes the idle Peek (or a
@@ -263,6 +264,13 @@ func (c *conn) serve(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// headerBuffered reports whether a whole request header is already in br, so that reading it
+// cannot block and needs no deadline of its own.
+func headerBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, []byte("\r\n\r\n"))
 }
 
 // refuseBad answers a request that could not be read, as net/http does: 431 for oversized
@@ -355,7 +363,8 @@ func (c *conn) serveRequest(parent context.Context, req *http.Request) bool {
 	if req.Body == http.NoBody {
 		// No body: the connection is silent during the handler, so a read there means the
 		// client left (or pipelined its next request); the watcher cancels ctx on the former.
-		c.rwc.SetReadDeadline(time.Time{})
+		// The handler does not read the connection, so the read deadline is left as it is
+		// (the watcher and Hijack clear it when they read).
 		c.watch.arm(c, cancel)
 	} else {
 		c.rwc.SetReadDeadline(time.Time{})

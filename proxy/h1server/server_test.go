@@ -1403,3 +1403,54 @@ func TestSendTimeout(t *testing.T) {
 		t.Fatal("a client that stopped reading held the handler")
 	}
 }
+
+// A bodyless request keeps its header deadline during the handler (no deadline change per
+// request); a handler that outlives it must still learn that the client left, and must not be
+// cut off while the client stays.
+func TestHandlerOutlivesHeaderDeadline(t *testing.T) {
+	const headerTimeout = 100 * time.Millisecond
+	started := make(chan struct{}, 2)
+	release := make(chan struct{})
+	cancelled := make(chan error, 1)
+	ts := startServer(t, &Server{ReadHeaderTimeout: headerTimeout, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		switch r.URL.Path {
+		case "/stay":
+			<-release
+			io.WriteString(w, "done")
+		case "/leave":
+			select {
+			case <-r.Context().Done():
+				cancelled <- nil
+			case <-time.After(ioTimeout):
+				cancelled <- errors.New("request context not cancelled after the client left")
+			}
+		}
+	})}, nil)
+	// pastDeadline waits, on the client's own read, for longer than the header deadline.
+	pastDeadline := func(c net.Conn, br *bufio.Reader) {
+		c.SetReadDeadline(time.Now().Add(3 * headerTimeout))
+		if _, err := br.Peek(1); err == nil {
+			t.Fatal("response before the handler was released")
+		}
+		c.SetReadDeadline(time.Now().Add(ioTimeout))
+	}
+
+	c, br := ts.dial(t)
+	write(t, c, "GET /stay HTTP/1.1\r\nHost: a\r\n\r\n")
+	<-started
+	pastDeadline(c, br)
+	close(release)
+	if got := readBody(t, readResp(t, br, "GET")); got != "done" {
+		t.Fatalf("slow handler's response: %q", got)
+	}
+
+	c2, br2 := ts.dial(t)
+	write(t, c2, "GET /leave HTTP/1.1\r\nHost: a\r\n\r\n")
+	<-started
+	pastDeadline(c2, br2)
+	c2.Close()
+	if err := <-cancelled; err != nil {
+		t.Fatal(err)
+	}
+}
