@@ -158,6 +158,10 @@ http {
             proxy_pass https://origin_pool;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            # the forwarding headers fixedgate sets on every gateway request (the issue requires them)
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Host \$host;
+            proxy_set_header X-Forwarded-Proto \$scheme;
             proxy_ssl_verify on;
             proxy_ssl_trusted_certificate $2;
             proxy_ssl_name $ORIGIN_NAME;
@@ -196,6 +200,10 @@ $([[ $logon == 1 ]] && printf '    log global\n    %s' "$fmt" || echo "    no lo
     timeout http-keep-alive 60s
 frontend gw
     bind $HAPROXY_IP:$GW_PORT ssl crt $WORK/haproxy/tls/server.pem alpn h2,http/1.1
+    # the forwarding headers fixedgate sets on every gateway request (the issue requires them)
+    option forwardfor
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    http-request set-header X-Forwarded-Proto https
     default_backend origin_pool
 backend origin_pool
     http-reuse always
