@@ -28,6 +28,7 @@ type connServer struct {
 	h1        *h1server.Server
 	h2        *http2.Server
 	h2base    *http.Server // the HTTP/2 server's settings; its Shutdown sends GOAWAY on every h2 connection
+	h2handler http.Handler // s, behind presizeStack: each HTTP/2 request runs on a new goroutine
 
 	acceptDone chan struct{}
 	closing    atomic.Bool
@@ -62,6 +63,10 @@ func (s *Server) newConnServer(ln net.Listener, name string, tlsConfig *tls.Conf
 			MaxHeaderBytes:    s.limits.MaxHeaderBytes,
 			ErrorLog:          s.stdLog,
 		}
+		cs.h2handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			presizeStack()
+			s.ServeHTTP(w, r)
+		})
 		if err := http2.ConfigureServer(cs.h2base, cs.h2); err != nil {
 			// Only a TLS config with unusable cipher suites fails here, and h2base has none.
 			s.log.Error("http2 server setup", zap.Error(err))

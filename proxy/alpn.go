@@ -37,7 +37,7 @@ func (cs *connServer) serveNegotiatedH2(ctx context.Context, c *tls.Conn) {
 		return
 	}
 	hc := newH2Coalescer(&peekedConn{Conn: c, r: br}, cs.s.limits.SendTimeout)
-	cs.h2.ServeConn(hc, &http2.ServeConnOpts{Context: ctx, BaseConfig: cs.h2base, Handler: cs.s})
+	cs.h2.ServeConn(hc, &http2.ServeConnOpts{Context: ctx, BaseConfig: cs.h2base, Handler: cs.h2handler})
 	hc.Close()
 }
 

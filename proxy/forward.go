@@ -23,9 +23,6 @@ import (
 
 // ServeHTTP is the forward door and the fallback for everything else a listener receives.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.ProtoMajor == 2 {
-		presizeStack()
-	}
 	rec := &record{start: time.Now(), client: r.RemoteAddr, listener: listenerName(r.Context())}
 	rw := &responseRecorder{ResponseWriter: w, rec: rec}
 	switch {
@@ -60,6 +57,19 @@ func (s *Server) finish(rec *record) {
 	if ce := s.log.Check(zapInfo, "request"); ce != nil {
 		rec.log(ce)
 	}
+}
+
+// refuseLookup answers a request whose target name did not resolve: 504 when DNS timed out,
+// else 502, with the name and what went wrong.
+func (s *Server) refuseLookup(w http.ResponseWriter, rec *record, what string, err error) {
+	code, reason := http.StatusBadGateway, "cannot resolve "+what
+	switch {
+	case errors.Is(err, resolver.ErrNotFound):
+		reason += ": no such host"
+	case isTimeout(err):
+		code, reason = http.StatusGatewayTimeout, reason+": DNS timeout"
+	}
+	s.refuse(w, rec, code, reason, err)
 }
 
 // refuse answers with code and a one-line reason, for clients and for the summary log.
@@ -137,14 +147,7 @@ func (s *Server) resolveAndCheck(ctx context.Context, w http.ResponseWriter, t p
 		var err error
 		addrs, err = s.resolver.LookupNetIP(ctx, t.Host)
 		if err != nil {
-			code, reason := http.StatusBadGateway, "cannot resolve "+t.Host
-			switch {
-			case errors.Is(err, resolver.ErrNotFound):
-				reason += ": no such host"
-			case isTimeout(err):
-				code, reason = http.StatusGatewayTimeout, reason+": DNS timeout"
-			}
-			s.refuse(w, rec, code, reason, err)
+			s.refuseLookup(w, rec, t.Host, err)
 			return nil, false
 		}
 	}

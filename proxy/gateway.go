@@ -23,7 +23,6 @@ import (
 
 	"github.com/fixedgate/fixedgate/proxy/egress"
 	"github.com/fixedgate/fixedgate/proxy/health"
-	"github.com/fixedgate/fixedgate/proxy/resolver"
 )
 
 // RouteConfig is one `routes:` entry of the gateway door: requests whose Host (and path prefix)
@@ -98,8 +97,8 @@ type gwRoute struct {
 	cfg       RouteConfig
 	host      string // the Host it answers, lower case, no port
 	prefix    string
-	name      string // upstream name (or IP literal) resolved to the fleet; SNI and Host sent
-	addr      netip.Addr
+	name      string       // upstream name (or IP literal) resolved to the fleet; SNI and Host sent
+	literal   []netip.Addr // the fleet when the upstream is an IP literal; nil when it is a name
 	port      uint16
 	authority string // name[:port] as in the Host header sent upstream
 	target    string // https://authority, for logs and reasons
@@ -149,12 +148,12 @@ func newRoute(c RouteConfig) (*gwRoute, error) {
 		r.port = uint16(n)
 	}
 	if a, err := netip.ParseAddr(r.name); err == nil {
-		r.addr = a.Unmap()
+		r.literal = []netip.Addr{a.Unmap()}
 	}
 	r.authority = u.Host
 	if r.port == 443 {
 		r.authority = u.Hostname()
-		if r.addr.Is6() {
+		if r.literal != nil && r.literal[0].Is6() {
 			r.authority = "[" + r.name + "]"
 		}
 	}
@@ -252,22 +251,10 @@ func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request, rec *recor
 // gatewayFleet resolves the route's upstream (warm names come from the cache without a query)
 // and keeps the addresses the SSRF guard allows. It answers the client itself on failure.
 func (s *Server) gatewayFleet(ctx context.Context, w http.ResponseWriter, rt *gwRoute, rec *record) ([]netip.Addr, bool) {
-	var fleet []netip.Addr
-	if rt.addr.IsValid() {
-		fleet = []netip.Addr{rt.addr}
-	} else {
-		var err error
-		if fleet, err = s.resolver.LookupNetIP(ctx, rt.name); err != nil {
-			code, reason := http.StatusBadGateway, "cannot resolve upstream "+rt.name
-			switch {
-			case errors.Is(err, resolver.ErrNotFound):
-				reason += ": no such host"
-			case isTimeout(err):
-				code, reason = http.StatusGatewayTimeout, reason+": DNS timeout"
-			}
-			s.refuse(w, rec, code, reason, err)
-			return nil, false
-		}
+	fleet, err := s.routeFleet(ctx, rt)
+	if err != nil {
+		s.refuseLookup(w, rec, "upstream "+rt.name, err)
+		return nil, false
 	}
 	v := rt.allowed.Load()
 	if v == nil || !sameSlice(v.from, fleet) {
@@ -679,18 +666,23 @@ func (s *Server) runChecks(ctx context.Context) {
 	}
 }
 
+// routeFleet returns the route's backend addresses: its IP literal, or what its name resolves to.
+func (s *Server) routeFleet(ctx context.Context, rt *gwRoute) ([]netip.Addr, error) {
+	if rt.literal != nil {
+		return rt.literal, nil
+	}
+	return s.resolver.LookupNetIP(ctx, rt.name)
+}
+
 func (s *Server) checkRoute(ctx context.Context, rt *gwRoute) {
 	timeout := rt.cfg.Check.Timeout
 	if timeout == 0 {
 		timeout = 2 * time.Second
 	}
-	fleet := []netip.Addr{rt.addr}
-	if !rt.addr.IsValid() {
-		var err error
-		if fleet, err = s.resolver.LookupNetIP(ctx, rt.name); err != nil {
-			s.log.Warn("health check: cannot resolve upstream", zap.String("upstream", rt.name), zap.Error(err))
-			return
-		}
+	fleet, err := s.routeFleet(ctx, rt)
+	if err != nil {
+		s.log.Warn("health check: cannot resolve upstream", zap.String("upstream", rt.name), zap.Error(err))
+		return
 	}
 	for _, a := range fleet {
 		if s.policy.CheckAddr(a, rt.port) != nil {

@@ -37,8 +37,8 @@ func (l *limitListener) Close() error {
 	return l.Listener.Close()
 }
 
-// limitConn releases its listener slot on Close; NetConn exposes the *net.TCPConn so hijacked
-// tunnels can splice.
+// limitConn releases its listener slot on Close; NetConn exposes the connection beneath so
+// hijacked tunnels can splice (tcpOf).
 type limitConn struct {
 	net.Conn
 	once    sync.Once
@@ -53,8 +53,8 @@ func (c *limitConn) Close() error {
 
 func (c *limitConn) NetConn() net.Conn { return c.Conn }
 
-// CloseWrite lets net/http half-close before it closes (so an error reply such as 431 reaches
-// the client instead of being lost to a reset).
+// CloseWrite lets the HTTP/1.x server half-close before it closes (so an error reply such as
+// 431 reaches the client instead of being lost to a reset).
 func (c *limitConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()

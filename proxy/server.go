@@ -131,8 +131,8 @@ func New(opts Options) (*Server, error) {
 		opts:         opts,
 		limits:       opts.Limits,
 		log:          opts.Log,
-		stdLog:       newStdLog(opts.Log),
-		panicLog:     newPanicLog(opts.Log),
+		stdLog:       newStdLog(opts.Log, zapcore.DebugLevel),
+		panicLog:     newStdLog(opts.Log, zapcore.ErrorLevel),
 		policy:       pol,
 		auth:         newAuthenticator(opts.Forward.Users),
 		egress:       opts.Egress,
@@ -314,12 +314,9 @@ func (s *Server) Ready(ctx context.Context) error {
 		return errors.New("no listener bound")
 	}
 	for _, rt := range s.gateway.routes {
-		fleet := []netip.Addr{rt.addr}
-		if !rt.addr.IsValid() {
-			var err error
-			if fleet, err = s.resolver.LookupNetIP(ctx, rt.name); err != nil {
-				return fmt.Errorf("route %s%s: %w", rt.host, rt.prefix, err)
-			}
+		fleet, err := s.routeFleet(ctx, rt)
+		if err != nil {
+			return fmt.Errorf("route %s%s: %w", rt.host, rt.prefix, err)
 		}
 		if s.health.Healthy(fleet, rt.port) == 0 {
 			return fmt.Errorf("route %s%s: no healthy backend among %d for %s", rt.host, rt.prefix, len(fleet), rt.target)
@@ -418,19 +415,11 @@ func (s *Server) transportFor(src netip.Addr) *http.Transport {
 	return t
 }
 
-// newStdLog routes net/http's own messages (mostly TLS handshake failures from scanners and
-// broken clients) to the debug level, where they do not drown the summary lines.
-func newStdLog(l *zap.Logger) *log.Logger {
-	sl, err := zap.NewStdLogAt(l.Named("http"), zapcore.DebugLevel)
-	if err != nil {
-		return zap.NewStdLog(l)
-	}
-	return sl
-}
-
-// newPanicLog is where a handler panic is reported: at error level, since it is a bug.
-func newPanicLog(l *zap.Logger) *log.Logger {
-	sl, err := zap.NewStdLogAt(l.Named("http"), zapcore.ErrorLevel)
+// newStdLog gives net/http-style code (which logs through a *log.Logger) a zap destination at
+// level: debug for the HTTP servers' own messages (mostly TLS handshake failures from scanners
+// and broken clients, which must not drown the summary lines), error for handler panics.
+func newStdLog(l *zap.Logger, level zapcore.Level) *log.Logger {
+	sl, err := zap.NewStdLogAt(l.Named("http"), level)
 	if err != nil {
 		return zap.NewStdLog(l)
 	}

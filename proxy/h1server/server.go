@@ -149,11 +149,9 @@ func (s *Server) closeIdle() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
-		c.mu.Lock()
-		if c.state == stateIdle {
+		if c.state.Load() == stateIdle {
 			c.rwc.SetReadDeadline(aLongTimeAgo)
 		}
-		c.mu.Unlock()
 	}
 	return len(s.conns)
 }
@@ -200,16 +198,9 @@ type conn struct {
 	hijacked bool
 	werr     error // first write error; the connection ends after the response
 
-	mu    sync.Mutex // guards state against Shutdown
-	state int
+	state atomic.Int32 // stateIdle or stateActive, for Shutdown
 
 	watch watcher
-}
-
-func (c *conn) setState(st int) {
-	c.mu.Lock()
-	c.state = st
-	c.mu.Unlock()
 }
 
 var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
@@ -232,7 +223,7 @@ func (c *conn) serve(ctx context.Context) {
 			if first || idle == 0 {
 				idle = c.srv.ReadHeaderTimeout
 			}
-			c.setState(stateIdle)
+			c.state.Store(stateIdle)
 			if c.srv.inShut.Load() {
 				return
 			}
@@ -245,7 +236,7 @@ func (c *conn) serve(ctx context.Context) {
 				return // gone, idle too long, or shut down
 			}
 		}
-		c.setState(stateActive)
+		c.state.Store(stateActive)
 		first = false
 		if d := c.srv.ReadHeaderTimeout; d > 0 && !headerBuffered(c.br) {
 			c.rwc.SetReadDeadline(time.Now().Add(d))
