@@ -23,8 +23,10 @@ import (
 
 // ServeHTTP is the forward door and the fallback for everything else a listener receives.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rec := &record{start: time.Now(), client: r.RemoteAddr, listener: listenerName(r.Context())}
-	rw := &responseRecorder{ResponseWriter: w, rec: rec}
+	x := &exchange{rec: record{start: time.Now(), client: r.RemoteAddr, listener: listenerName(r.Context())}}
+	rec := &x.rec
+	x.rw = responseRecorder{ResponseWriter: w, rec: rec}
+	rw := &x.rw
 	switch {
 	case r.Method == http.MethodConnect:
 		rec.door = "connect"
@@ -39,7 +41,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.opts.Contract.ServeHTTP(rw, r)
 	default:
 		if rt := s.gateway.match(r.Host, r.URL.Path); rt != nil {
-			s.serveGateway(rw, r, rec, rt)
+			s.serveGateway(rw, r, x, rt)
 			break
 		}
 		rec.door = "local"
@@ -516,6 +518,13 @@ func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	*b.n += int64(n)
 	return n, err
+}
+
+// exchange is what one request carries through the doors, in a single allocation.
+type exchange struct {
+	rec record
+	rw  responseRecorder
+	gw  gwReq
 }
 
 // responseRecorder notes status and bytes for the summary line; Unwrap keeps Flush and Hijack

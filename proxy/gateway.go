@@ -204,10 +204,7 @@ func (g *gateway) match(hostport, path string) *gwRoute {
 	if len(g.byHost) == 0 {
 		return nil
 	}
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
+	host := hostWithoutPort(hostport)
 	rs := g.byHost[host]
 	if rs == nil {
 		rs = g.byHost[strings.ToLower(strings.TrimSuffix(host, "."))]
@@ -218,6 +215,21 @@ func (g *gateway) match(hostport, path string) *gwRoute {
 		}
 	}
 	return nil
+}
+
+// hostWithoutPort strips a trailing :port and the brackets of an IPv6 literal, without the
+// error allocation net.SplitHostPort makes for a Host that has no port.
+func hostWithoutPort(hostport string) string {
+	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && strings.IndexByte(hostport[i:], ']') < 0 {
+		if strings.IndexByte(hostport[:i], ':') >= 0 && hostport[0] != '[' {
+			return hostport // a bare IPv6 literal
+		}
+		hostport = hostport[:i]
+	}
+	if len(hostport) > 1 && hostport[0] == '[' && hostport[len(hostport)-1] == ']' {
+		return hostport[1 : len(hostport)-1]
+	}
+	return hostport
 }
 
 type gatewayKey struct{}
@@ -233,7 +245,8 @@ type gwReq struct {
 }
 
 // serveGateway re-encrypts a request to the route's fleet.
-func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request, rec *record, rt *gwRoute) {
+func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request, x *exchange, rt *gwRoute) {
+	rec := &x.rec
 	rec.door = "gateway"
 	rec.target = rt.target
 	fleet, ok := s.gatewayFleet(r.Context(), w, rt, rec)
@@ -241,7 +254,8 @@ func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request, rec *recor
 		return
 	}
 	clientIP, _, _ := net.SplitHostPort(r.RemoteAddr)
-	gr := &gwReq{route: rt, fleet: fleet, identity: clientIP, rec: rec}
+	gr := &x.gw
+	*gr = gwReq{route: rt, fleet: fleet, identity: clientIP, rec: rec}
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = &countingBody{ReadCloser: r.Body, n: &rec.bytesUp}
 	}
@@ -394,13 +408,11 @@ func (s *Server) gatewayRoundTrip(req *http.Request) (*http.Response, error) {
 			continue
 		}
 		gr.rec.resolved, gr.rec.egress = ap.Addr(), src
-		out := *req
-		u := *req.URL
-		u.Host = ap.String()
-		out.URL = &u
 		att := s.health.Start(ap)
 		start := time.Now()
-		resp, err := s.backendTransport(src, rt.name, ap, upgrade).RoundTrip(&out)
+		// The request keeps the route's authority in its URL: each backend has transports of
+		// its own, so the URL need not name the backend, and retries send the same request.
+		resp, err := s.backendTransport(src, rt.name, ap, upgrade).RoundTrip(req)
 		rt.backendDuration.Observe(time.Since(start).Seconds())
 		if err == nil && resp.StatusCode < 500 && resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != nil && resp.Body != http.NoBody {
 			// In flight until the body is done: a long stream (SSE, a download) keeps its backend busy.

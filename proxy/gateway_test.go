@@ -53,3 +53,23 @@ func TestRouteFleet(t *testing.T) {
 		}
 	}
 }
+
+func TestHostWithoutPort(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"gw.example", "gw.example"},
+		{"gw.example:8443", "gw.example"},
+		{"gw.example:", "gw.example"},
+		{"192.0.2.1:80", "192.0.2.1"},
+		{"[2001:db8::1]:443", "2001:db8::1"},
+		{"[2001:db8::1]", "2001:db8::1"},
+		{"2001:db8::1", "2001:db8::1"},
+		{"", ""},
+	} {
+		if got := hostWithoutPort(tc.in); got != tc.want {
+			t.Errorf("hostWithoutPort(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { hostWithoutPort("gw.example") }); n != 0 {
+		t.Errorf("hostWithoutPort allocates %v times", n)
+	}
+}

@@ -16,7 +16,8 @@ import (
 // read on the calling goroutine, over a pool of keep-alive connections. net/http's Transport
 // hands every request to two goroutines per connection; on the gateway's keep-alive path those
 // hand-offs cost more than the proxying itself. Framing (Content-Length, chunked, trailers) is
-// net/http's own: Request.Write and ReadResponse.
+// net/http's own, Request.Write and ReadResponse, except for the common shapes h1wire.go
+// writes and reads the same way itself.
 type h1Pool struct {
 	dial                  func(ctx context.Context) (*tls.Conn, error)
 	responseHeaderTimeout time.Duration
@@ -129,14 +130,23 @@ func (p *h1Pool) roundTrip(req *http.Request) (*http.Response, error) {
 	if p.responseHeaderTimeout > 0 {
 		cn.c.SetReadDeadline(time.Now().Add(p.responseHeaderTimeout))
 	}
-	if err := req.Write(cn.bw); err != nil {
-		return fail(err, true)
+	if !writeBodilessRequest(cn.bw, cn.c, req) {
+		if err := req.Write(cn.bw); err != nil {
+			return fail(err, true)
+		}
 	}
 	if err := cn.bw.Flush(); err != nil {
 		return fail(err, true)
 	}
 	var resp *http.Response
+	direct := false // body read off cn.br by h1Body itself
 	for {
+		if resp, direct = readSimpleResponse(cn.br, req); direct {
+			if resp.ContentLength == 0 {
+				resp.Body = http.NoBody
+			}
+			break
+		}
 		resp, err = http.ReadResponse(cn.br, req)
 		if err != nil {
 			return fail(err, cn.br.Buffered() == 0)
@@ -153,7 +163,7 @@ func (p *h1Pool) roundTrip(req *http.Request) (*http.Response, error) {
 		cn.c.SetReadDeadline(time.Time{})
 	}
 	reuse := !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols
-	if resp.Body == nil || resp.Body == http.NoBody || resp.ContentLength == 0 {
+	if !direct && resp.Body == nil || resp.Body == http.NoBody || resp.ContentLength == 0 {
 		if !stop() && ctx.Err() != nil {
 			reuse = false
 		}
@@ -164,14 +174,21 @@ func (p *h1Pool) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return resp, nil
 	}
-	resp.Body = &h1Body{rc: resp.Body, cn: cn, pool: p, stop: stop, reuse: reuse}
+	b := &h1Body{cn: cn, pool: p, stop: stop, reuse: reuse}
+	if direct {
+		b.left = resp.ContentLength
+	} else {
+		b.rc = resp.Body
+	}
+	resp.Body = b
 	return resp, nil
 }
 
 // h1Body returns its connection to the pool when the body was read to the end, and closes it
 // when the reader gave up early (the rest of the response would still be on the wire).
 type h1Body struct {
-	rc    io.ReadCloser
+	rc    io.ReadCloser // net/http's body reader, or nil: then left bytes are read off cn.br
+	left  int64
 	cn    *h1Conn
 	pool  *h1Pool
 	stop  func() bool
@@ -184,10 +201,36 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	if b.done {
 		return 0, net.ErrClosed
 	}
-	n, err := b.rc.Read(p)
+	var n int
+	var err error
+	if b.rc != nil {
+		n, err = b.rc.Read(p)
+	} else {
+		n, err = b.readDirect(p)
+	}
 	if err == io.EOF {
 		b.eof = true
 		b.release()
+	}
+	return n, err
+}
+
+// readDirect reads a Content-Length body as net/http's body reader would: io.EOF comes with
+// the last bytes, and a connection that ends early is io.ErrUnexpectedEOF.
+func (b *h1Body) readDirect(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.cn.br.Read(p)
+	b.left -= int64(n)
+	switch {
+	case b.left == 0:
+		return n, io.EOF
+	case err == io.EOF:
+		return n, io.ErrUnexpectedEOF
 	}
 	return n, err
 }
@@ -201,7 +244,9 @@ func (b *h1Body) Close() error {
 
 func (b *h1Body) release() {
 	b.done = true
-	b.rc.Close()
+	if b.rc != nil {
+		b.rc.Close()
+	}
 	stopped := b.stop()
 	if b.eof && b.reuse && stopped {
 		b.pool.put(b.cn)

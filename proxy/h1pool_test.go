@@ -61,6 +61,10 @@ func TestH1PoolReusesAndRecovers(t *testing.T) {
 			w.Write([]byte(strings.Repeat("x", 1<<20)))
 		case "/slow":
 			<-r.Context().Done()
+		case "/chunked":
+			io.WriteString(w, "chunk ")
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "ed")
 		default:
 			io.WriteString(w, "ok "+r.Host)
 		}
@@ -71,9 +75,24 @@ func TestH1PoolReusesAndRecovers(t *testing.T) {
 			t.Fatalf("request %d: %q %v", i, b, err)
 		}
 	}
-	if n := conns.Load(); n != 1 {
-		t.Errorf("3 sequential requests used %d connections, want 1 (keep-alive)", n)
+	// A chunked response goes through net/http's reader, and its connection is reused too.
+	if b, err := get(t, p, ctx, "/chunked"); err != nil || b != "chunk ed" {
+		t.Fatalf("chunked response: %q %v", b, err)
 	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("4 sequential requests used %d connections, want 1 (keep-alive)", n)
+	}
+	// The common shape (Content-Length) is read by h1Body itself.
+	req0, _ := http.NewRequest("GET", "https://example.com/", nil)
+	resp0, err := p.RoundTrip(req0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, ok := resp0.Body.(*h1Body); !ok || b.rc != nil || resp0.ContentLength != int64(len("ok example.com")) {
+		t.Errorf("a Content-Length response was not read directly: body %T, length %d", resp0.Body, resp0.ContentLength)
+	}
+	io.Copy(io.Discard, resp0.Body)
+	resp0.Body.Close()
 
 	// The backend closes its idle connections: the next request goes again on a fresh one.
 	srv.CloseClientConnections()

@@ -1,0 +1,269 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// wireLines splits a request head into its request line and its header lines, sorted: a map's
+// order is not part of the wire format.
+func wireLines(t *testing.T, b []byte) (string, []string) {
+	t.Helper()
+	head, rest, ok := bytes.Cut(b, []byte("\r\n\r\n"))
+	if !ok || len(rest) != 0 {
+		t.Fatalf("not one bodiless request head: %q", b)
+	}
+	lines := strings.Split(string(head), "\r\n")
+	hs := lines[1:]
+	slices.Sort(hs)
+	return lines[0], hs
+}
+
+// checkWrite writes req both ways and fails when the fast writer accepts it and differs from
+// Request.Write. It reports whether the fast writer took it.
+func checkWrite(t *testing.T, req *http.Request) bool {
+	t.Helper()
+	var fast bytes.Buffer
+	bw := bufio.NewWriter(&fast)
+	if !writeBodilessRequest(bw, &fast, req) {
+		if bw.Buffered() != 0 || fast.Len() != 0 {
+			t.Fatalf("declined request left %d bytes behind", bw.Buffered()+fast.Len())
+		}
+		return false
+	}
+	bw.Flush()
+	var want bytes.Buffer
+	if err := req.Write(&want); err != nil {
+		t.Fatalf("fast writer accepted a request Request.Write refuses (%v): %q", err, fast.Bytes())
+	}
+	gl, gh := wireLines(t, fast.Bytes())
+	wl, wh := wireLines(t, want.Bytes())
+	if gl != wl || !slices.Equal(gh, wh) {
+		t.Fatalf("fast writer differs from Request.Write\n got: %q %q\nwant: %q %q", gl, gh, wl, wh)
+	}
+	return true
+}
+
+func TestWriteBodilessRequestMatchesNetHTTP(t *testing.T) {
+	mk := func(method, target, host string, h http.Header) *http.Request {
+		u, err := url.Parse(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h == nil {
+			h = http.Header{}
+		}
+		return &http.Request{Method: method, URL: u, Host: host, Header: h, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
+	}
+	withBody := mk("POST", "https://a.example/x", "a.example", nil)
+	withBody.Body, withBody.ContentLength = io.NopCloser(strings.NewReader("hi")), 2
+	closing := mk("GET", "https://a.example/", "a.example", nil)
+	closing.Close = true
+	for _, tc := range []struct {
+		name string
+		req  *http.Request
+		fast bool
+	}{
+		{"plain GET", mk("GET", "https://a.example/v1/items?id=7&x=y", "a.example", http.Header{
+			"Accept": {"application/json"}, "X-Forwarded-For": {"192.0.2.1"}, "User-Agent": {"curl/8.5"}}), true},
+		{"no User-Agent key sends Go's", mk("GET", "https://a.example/", "a.example", nil), true},
+		{"empty User-Agent sends none", mk("GET", "https://a.example/", "a.example", http.Header{"User-Agent": {""}}), true},
+		{"User-Agent trimmed", mk("GET", "https://a.example/", "a.example", http.Header{"User-Agent": {"  ua/1 \t"}}), true},
+		{"values trimmed, repeated keys kept", mk("DELETE", "https://a.example/a%20b", "a.example:8443", http.Header{
+			"X-A": {" 1 ", "2"}, "Cookie": {"a=b; c=d"}}), true},
+		{"excluded keys not copied", mk("GET", "https://a.example/", "a.example", http.Header{
+			"Host": {"evil.example"}, "Content-Length": {"5"}, "Transfer-Encoding": {"chunked"}, "Trailer": {"X"}}), true},
+		{"POST without body sends Content-Length 0", mk("POST", "https://a.example/", "a.example", nil), true},
+		{"empty path is /", mk("GET", "https://a.example", "a.example", nil), true},
+		{"force query", mk("GET", "https://a.example/p?", "a.example", nil), true},
+		{"host from URL", mk("GET", "https://b.example:444/", "", nil), true},
+		{"IPv6 host", mk("GET", "https://[2001:db8::1]:443/", "[2001:db8::1]:443", nil), true},
+		{"obs-text value", mk("GET", "https://a.example/", "a.example", http.Header{"X-Name": {"caf\xc3\xa9"}}), true},
+		{"newline in value declined", mk("GET", "https://a.example/", "a.example", http.Header{"X-A": {"a\r\nX-Evil: 1"}}), false},
+		{"newline in User-Agent declined", mk("GET", "https://a.example/", "a.example", http.Header{"User-Agent": {"a\nb"}}), false},
+		{"bad key declined", mk("GET", "https://a.example/", "a.example", http.Header{"X A": {"1"}}), false},
+		{"zone in host declined", mk("GET", "https://a.example/", "[fe80::1%25eth0]:443", nil), false},
+		{"non-ASCII host declined", mk("GET", "https://a.example/", "bücher.example", nil), false},
+		{"body declined", withBody, false},
+		{"Connection: close declined", closing, false},
+		{"CONNECT declined", mk("CONNECT", "https://a.example:443", "a.example:443", nil), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := checkWrite(t, tc.req); got != tc.fast {
+				t.Fatalf("fast writer took it: %v, want %v", got, tc.fast)
+			}
+		})
+	}
+}
+
+func TestWriteBodilessRequestAllocations(t *testing.T) {
+	req, _ := http.NewRequest("GET", "https://a.example/v1/items?id=7", nil)
+	req.Header = http.Header{"Accept": {"application/json"}, "User-Agent": {"curl/8.5"}, "X-Forwarded-For": {"192.0.2.1"}}
+	bw := bufio.NewWriterSize(io.Discard, 4096)
+	if n := testing.AllocsPerRun(100, func() {
+		if !writeBodilessRequest(bw, io.Discard, req) {
+			t.Fatal("declined")
+		}
+		bw.Flush()
+	}); n != 0 {
+		t.Fatalf("writeBodilessRequest allocates %v times", n)
+	}
+}
+
+func FuzzWriteBodilessRequest(f *testing.F) {
+	f.Add("GET", "/a?b=c", "a.example", "X-A", " v ", "ua/1")
+	f.Add("POST", "/", "a.example:1", "Cookie", "a=b", "")
+	f.Add("PUT", "/%2F", "[::1]:80", "x-lower", "\xff", "\t")
+	f.Fuzz(func(t *testing.T, method, target, host, key, value, ua string) {
+		u, err := url.ParseRequestURI(target)
+		if err != nil || method == "" {
+			return
+		}
+		req := &http.Request{Method: method, URL: u, Host: host, Header: http.Header{key: {value}, "User-Agent": {ua}}}
+		checkWrite(t, req)
+	})
+}
+
+// checkRead parses raw both ways; when the fast parser takes it, the response, its body and
+// what is left on the reader must be what net/http makes of it. It reports whether it took it.
+func checkRead(t *testing.T, raw []byte, method string) bool {
+	t.Helper()
+	req := &http.Request{Method: method}
+	br := bufio.NewReaderSize(bytes.NewReader(raw), 16<<10)
+	got, ok := readSimpleResponse(br, req)
+	if !ok {
+		rest, _ := io.ReadAll(br)
+		if !bytes.Equal(rest, raw) {
+			t.Fatalf("declined response consumed input")
+		}
+		return false
+	}
+	wbr := bufio.NewReaderSize(bytes.NewReader(raw), 16<<10)
+	want, err := http.ReadResponse(wbr, req)
+	if err != nil {
+		t.Fatalf("fast parser accepted what ReadResponse refuses (%v): %q", err, raw)
+	}
+	if got.Status != want.Status || got.StatusCode != want.StatusCode || got.Proto != want.Proto ||
+		got.ProtoMajor != want.ProtoMajor || got.ProtoMinor != want.ProtoMinor ||
+		got.ContentLength != want.ContentLength || got.Close != want.Close ||
+		got.TransferEncoding != nil || want.TransferEncoding != nil || got.Trailer != nil || want.Trailer != nil ||
+		got.Request != want.Request || !reflect.DeepEqual(got.Header, want.Header) {
+		t.Fatalf("fast parser differs from ReadResponse for %q\n got: %+v\nwant: %+v", raw, got, want)
+	}
+	if want.ContentLength == 0 && want.Body != http.NoBody {
+		t.Fatalf("ReadResponse gave a body for Content-Length 0")
+	}
+	b := &h1Body{cn: &h1Conn{br: br}, left: got.ContentLength}
+	var gotBody []byte
+	var gotErr error
+	buf := make([]byte, 7)
+	for gotErr == nil {
+		var n int
+		n, gotErr = b.readDirect(buf)
+		gotBody = append(gotBody, buf[:n]...)
+	}
+	wantBody, wantErr := io.ReadAll(want.Body)
+	if gotErr == io.EOF {
+		gotErr = nil
+	}
+	if !bytes.Equal(gotBody, wantBody) || !errors.Is(gotErr, wantErr) && (gotErr == nil || wantErr == nil || gotErr.Error() != wantErr.Error()) {
+		t.Fatalf("body: got %q, %v; want %q, %v", gotBody, gotErr, wantBody, wantErr)
+	}
+	gotRest, _ := io.ReadAll(br)
+	wantRest, _ := io.ReadAll(wbr)
+	if !bytes.Equal(gotRest, wantRest) {
+		t.Fatalf("left on the reader: got %q, want %q", gotRest, wantRest)
+	}
+	return true
+}
+
+func TestReadSimpleResponseMatchesNetHTTP(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		raw    string
+		method string
+		fast   bool
+	}{
+		{"json", "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\nDate: Wed, 25 Nov 2026 15:00:00 GMT\r\n\r\n{\"ok\":true}", "GET", true},
+		{"next response left on reader", "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nhiHTTP/1.1 200 OK\r\n", "POST", true},
+		{"lower-case and repeated keys", "HTTP/1.1 200 OK\r\ncontent-length: 1\r\nset-cookie: a=1\r\nSet-Cookie: b=2\r\nx-weird_key: v\r\n\r\nx", "GET", true},
+		{"values trimmed", "HTTP/1.1 200 OK\r\nX-A:   spaced \t \r\nX-Empty:\r\nContent-Length: 0\r\n\r\n", "GET", true},
+		{"no reason phrase", "HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n", "GET", true},
+		{"reason with spaces", "HTTP/1.1 503 Service  Unavailable\r\nContent-Length: 1\r\n\r\nx", "GET", true},
+		{"keep-alive", "HTTP/1.1 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 1\r\n\r\nx", "GET", true},
+		{"obs-text value", "HTTP/1.1 200 OK\r\nX-Name: caf\xc3\xa9\r\nContent-Length: 0\r\n\r\n", "GET", true},
+		{"truncated body", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "GET", true},
+		{"chunked declined", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n", "GET", false},
+		{"no length declined", "HTTP/1.1 200 OK\r\n\r\n", "GET", false},
+		{"two lengths declined", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", "GET", false},
+		{"bad length declined", "HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\nx", "GET", false},
+		{"leading zero declined", "HTTP/1.1 200 OK\r\nContent-Length: 01\r\n\r\nx", "GET", false},
+		{"Connection: close declined", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx", "GET", false},
+		{"Pragma declined", "HTTP/1.1 200 OK\r\nPragma: no-cache\r\nContent-Length: 1\r\n\r\nx", "GET", false},
+		{"Trailer declined", "HTTP/1.1 200 OK\r\nTrailer: X\r\nContent-Length: 1\r\n\r\nx", "GET", false},
+		{"HEAD declined", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", "HEAD", false},
+		{"204 declined", "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", "GET", false},
+		{"304 declined", "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n", "GET", false},
+		{"1xx declined", "HTTP/1.1 100 Continue\r\nContent-Length: 0\r\n\r\n", "GET", false},
+		{"HTTP/1.0 declined", "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx", "GET", false},
+		{"folded line declined", "HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 1\r\n\r\nx", "GET", false},
+		{"space before colon declined", "HTTP/1.1 200 OK\r\nX-A : a\r\nContent-Length: 1\r\n\r\nx", "GET", false},
+		{"bare LF declined", "HTTP/1.1 200 OK\r\nX-A: a\nX-B: b\r\nContent-Length: 1\r\n\r\nx", "GET", false},
+		{"CR in value declined", "HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 1\r\n\r\nx", "GET", false},
+		{"incomplete head declined", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n", "GET", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := checkRead(t, []byte(tc.raw), tc.method); got != tc.fast {
+				t.Fatalf("fast parser took it: %v, want %v", got, tc.fast)
+			}
+		})
+	}
+}
+
+func FuzzReadSimpleResponse(f *testing.F) {
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"), false)
+	f.Add([]byte("HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nx-a:  b \r\n\r\nHTTP/1.1"), true)
+	f.Add([]byte("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\nab"), false)
+	f.Fuzz(func(t *testing.T, raw []byte, head bool) {
+		method := "GET"
+		if head {
+			method = "HEAD"
+		}
+		checkRead(t, raw, method)
+	})
+}
+
+func BenchmarkReadSimpleResponse(b *testing.B) {
+	raw := []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nDate: Wed, 25 Nov 2026 15:00:00 GMT\r\nContent-Length: 11\r\n\r\n{\"ok\":true}")
+	req := &http.Request{Method: "GET"}
+	rd := bytes.NewReader(raw)
+	br := bufio.NewReaderSize(rd, 16<<10)
+	b.Run("fast", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			rd.Reset(raw)
+			br.Reset(rd)
+			if _, ok := readSimpleResponse(br, req); !ok {
+				b.Fatal("declined")
+			}
+		}
+	})
+	b.Run("net/http", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			rd.Reset(raw)
+			br.Reset(rd)
+			if _, err := http.ReadResponse(br, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
