@@ -10,14 +10,16 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/fixedgate/fixedgate/proxy/h1wire"
 )
 
 // h1Pool is a lean HTTP/1.1 client for one backend: the request is written and the response
 // read on the calling goroutine, over a pool of keep-alive connections. net/http's Transport
 // hands every request to two goroutines per connection; on the gateway's keep-alive path those
 // hand-offs cost more than the proxying itself. Framing (Content-Length, chunked, trailers) is
-// net/http's own, Request.Write and ReadResponse, except for the common shapes h1wire.go
-// writes and reads the same way itself.
+// net/http's own, Request.Write and ReadResponse, except for the common shapes package
+// h1wire writes and reads the same way itself.
 type h1Pool struct {
 	dial                  func(ctx context.Context) (*tls.Conn, error)
 	responseHeaderTimeout time.Duration
@@ -130,7 +132,7 @@ func (p *h1Pool) roundTrip(req *http.Request) (*http.Response, error) {
 	if p.responseHeaderTimeout > 0 {
 		cn.c.SetReadDeadline(time.Now().Add(p.responseHeaderTimeout))
 	}
-	if !writeBodilessRequest(cn.bw, cn.c, req) {
+	if !h1wire.WriteBodilessRequest(cn.bw, cn.c, req) {
 		if err := req.Write(cn.bw); err != nil {
 			return fail(err, true)
 		}
@@ -141,7 +143,7 @@ func (p *h1Pool) roundTrip(req *http.Request) (*http.Response, error) {
 	var resp *http.Response
 	direct := false // body read off cn.br by h1Body itself
 	for {
-		if resp, direct = readSimpleResponse(cn.br, req); direct {
+		if resp, direct = h1wire.ReadResponse(cn.br, req); direct {
 			if resp.ContentLength == 0 {
 				resp.Body = http.NoBody
 			}
@@ -176,7 +178,7 @@ func (p *h1Pool) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	b := &h1Body{cn: cn, pool: p, stop: stop, reuse: reuse}
 	if direct {
-		b.left = resp.ContentLength
+		b.direct = h1wire.Body{R: cn.br, Left: resp.ContentLength}
 	} else {
 		b.rc = resp.Body
 	}
@@ -187,14 +189,14 @@ func (p *h1Pool) roundTrip(req *http.Request) (*http.Response, error) {
 // h1Body returns its connection to the pool when the body was read to the end, and closes it
 // when the reader gave up early (the rest of the response would still be on the wire).
 type h1Body struct {
-	rc    io.ReadCloser // net/http's body reader, or nil: then left bytes are read off cn.br
-	left  int64
-	cn    *h1Conn
-	pool  *h1Pool
-	stop  func() bool
-	reuse bool
-	done  bool
-	eof   bool
+	rc     io.ReadCloser // net/http's body reader, or nil: then direct reads the body
+	direct h1wire.Body
+	cn     *h1Conn
+	pool   *h1Pool
+	stop   func() bool
+	reuse  bool
+	done   bool
+	eof    bool
 }
 
 func (b *h1Body) Read(p []byte) (int, error) {
@@ -206,31 +208,11 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	if b.rc != nil {
 		n, err = b.rc.Read(p)
 	} else {
-		n, err = b.readDirect(p)
+		n, err = b.direct.Read(p)
 	}
 	if err == io.EOF {
 		b.eof = true
 		b.release()
-	}
-	return n, err
-}
-
-// readDirect reads a Content-Length body as net/http's body reader would: io.EOF comes with
-// the last bytes, and a connection that ends early is io.ErrUnexpectedEOF.
-func (b *h1Body) readDirect(p []byte) (int, error) {
-	if b.left <= 0 {
-		return 0, io.EOF
-	}
-	if int64(len(p)) > b.left {
-		p = p[:b.left]
-	}
-	n, err := b.cn.br.Read(p)
-	b.left -= int64(n)
-	switch {
-	case b.left == 0:
-		return n, io.EOF
-	case err == io.EOF:
-		return n, io.ErrUnexpectedEOF
 	}
 	return n, err
 }

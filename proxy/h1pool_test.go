@@ -88,7 +88,7 @@ func TestH1PoolReusesAndRecovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b, ok := resp0.Body.(*h1Body); !ok || b.rc != nil || resp0.ContentLength != int64(len("ok example.com")) {
+	if b, ok := resp0.Body.(*h1Body); !ok || b.rc != nil || b.direct.R == nil || resp0.ContentLength != int64(len("ok example.com")) {
 		t.Errorf("a Content-Length response was not read directly: body %T, length %d", resp0.Body, resp0.ContentLength)
 	}
 	io.Copy(io.Discard, resp0.Body)

@@ -5,7 +5,10 @@
 // Flush, Hijack and http.ResponseController work as they do with net/http.
 //
 // Parsing is net/http's own (http.ReadRequest), so requests are accepted or refused exactly as
-// net/http would, and the body framing (Content-Length, chunked) is the standard library's.
+// net/http would, and the body framing (Content-Length, chunked) is the standard library's. The
+// one exception is speed, not judgement: a bodiless request whose header is already buffered is
+// parsed by package h1wire, which takes only the shapes it parses exactly as ReadRequest does
+// and leaves every other request to it.
 package h1server
 
 import (
@@ -26,6 +29,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/fixedgate/fixedgate/proxy/h1wire"
 )
 
 // Server serves HTTP/1.x requests on connections handed to ServeConn. The zero value is not
@@ -245,12 +250,16 @@ func (c *conn) serve(ctx context.Context) {
 		// pipelined predecessor) already buffered belong to this request and count too.
 		c.lr.n = c.srv.maxHeaderBytes() + 4096 - int64(c.br.Buffered())
 		c.lr.hit = false
-		req, err := http.ReadRequest(c.br)
-		c.lr.n = 1<<63 - 1
-		if err != nil {
-			c.refuseBad(err)
-			return
+		req, ok := h1wire.ReadRequest(c.br, int(c.srv.maxHeaderBytes()))
+		if !ok {
+			var err error
+			if req, err = http.ReadRequest(c.br); err != nil {
+				c.lr.n = 1<<63 - 1
+				c.refuseBad(err)
+				return
+			}
 		}
+		c.lr.n = 1<<63 - 1
 		if !c.serveRequest(ctx, req) {
 			return
 		}

@@ -1,4 +1,4 @@
-package proxy
+package h1wire
 
 import (
 	"bufio"
@@ -33,7 +33,7 @@ func checkWrite(t *testing.T, req *http.Request) bool {
 	t.Helper()
 	var fast bytes.Buffer
 	bw := bufio.NewWriter(&fast)
-	if !writeBodilessRequest(bw, &fast, req) {
+	if !WriteBodilessRequest(bw, &fast, req) {
 		if bw.Buffered() != 0 || fast.Len() != 0 {
 			t.Fatalf("declined request left %d bytes behind", bw.Buffered()+fast.Len())
 		}
@@ -109,7 +109,7 @@ func TestWriteBodilessRequestAllocations(t *testing.T) {
 	req.Header = http.Header{"Accept": {"application/json"}, "User-Agent": {"curl/8.5"}, "X-Forwarded-For": {"192.0.2.1"}}
 	bw := bufio.NewWriterSize(io.Discard, 4096)
 	if n := testing.AllocsPerRun(100, func() {
-		if !writeBodilessRequest(bw, io.Discard, req) {
+		if !WriteBodilessRequest(bw, io.Discard, req) {
 			t.Fatal("declined")
 		}
 		bw.Flush()
@@ -138,7 +138,7 @@ func checkRead(t *testing.T, raw []byte, method string) bool {
 	t.Helper()
 	req := &http.Request{Method: method}
 	br := bufio.NewReaderSize(bytes.NewReader(raw), 16<<10)
-	got, ok := readSimpleResponse(br, req)
+	got, ok := ReadResponse(br, req)
 	if !ok {
 		rest, _ := io.ReadAll(br)
 		if !bytes.Equal(rest, raw) {
@@ -161,13 +161,13 @@ func checkRead(t *testing.T, raw []byte, method string) bool {
 	if want.ContentLength == 0 && want.Body != http.NoBody {
 		t.Fatalf("ReadResponse gave a body for Content-Length 0")
 	}
-	b := &h1Body{cn: &h1Conn{br: br}, left: got.ContentLength}
+	b := &Body{R: br, Left: got.ContentLength}
 	var gotBody []byte
 	var gotErr error
 	buf := make([]byte, 7)
 	for gotErr == nil {
 		var n int
-		n, gotErr = b.readDirect(buf)
+		n, gotErr = b.Read(buf)
 		gotBody = append(gotBody, buf[:n]...)
 	}
 	wantBody, wantErr := io.ReadAll(want.Body)
@@ -241,7 +241,7 @@ func FuzzReadSimpleResponse(f *testing.F) {
 	})
 }
 
-func BenchmarkReadSimpleResponse(b *testing.B) {
+func BenchmarkReadResponse(b *testing.B) {
 	raw := []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nDate: Wed, 25 Nov 2026 15:00:00 GMT\r\nContent-Length: 11\r\n\r\n{\"ok\":true}")
 	req := &http.Request{Method: "GET"}
 	rd := bytes.NewReader(raw)
@@ -251,7 +251,7 @@ func BenchmarkReadSimpleResponse(b *testing.B) {
 		for b.Loop() {
 			rd.Reset(raw)
 			br.Reset(rd)
-			if _, ok := readSimpleResponse(br, req); !ok {
+			if _, ok := ReadResponse(br, req); !ok {
 				b.Fatal("declined")
 			}
 		}
@@ -262,6 +262,124 @@ func BenchmarkReadSimpleResponse(b *testing.B) {
 			rd.Reset(raw)
 			br.Reset(rd)
 			if _, err := http.ReadResponse(br, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// checkReadRequest parses raw both ways; when the fast parser takes it, the request and what
+// is left on the reader must be what http.ReadRequest makes of it. It reports whether it
+// took it.
+func checkReadRequest(t *testing.T, raw []byte, max int) bool {
+	t.Helper()
+	br := bufio.NewReaderSize(bytes.NewReader(raw), 16<<10)
+	br.Peek(1) // a server has waited for the first bytes before it parses
+	got, ok := ReadRequest(br, max)
+	if !ok {
+		rest, _ := io.ReadAll(br)
+		if !bytes.Equal(rest, raw) {
+			t.Fatalf("declined request consumed input")
+		}
+		return false
+	}
+	wbr := bufio.NewReaderSize(bytes.NewReader(raw), 16<<10)
+	want, err := http.ReadRequest(wbr)
+	if err != nil {
+		t.Fatalf("fast parser accepted what ReadRequest refuses (%v): %q", err, raw)
+	}
+	if got.Method != want.Method || !reflect.DeepEqual(got.URL, want.URL) || got.Proto != want.Proto ||
+		got.ProtoMajor != want.ProtoMajor || got.ProtoMinor != want.ProtoMinor ||
+		got.Host != want.Host || got.RequestURI != want.RequestURI ||
+		got.ContentLength != want.ContentLength || got.Close != want.Close ||
+		got.Body != want.Body || got.TransferEncoding != nil || want.TransferEncoding != nil ||
+		got.Trailer != nil || want.Trailer != nil || !reflect.DeepEqual(got.Header, want.Header) {
+		t.Fatalf("fast parser differs from ReadRequest for %q\n got: %+v %+v\nwant: %+v %+v", raw, got, got.URL, want, want.URL)
+	}
+	gotRest, _ := io.ReadAll(br)
+	wantRest, _ := io.ReadAll(wbr)
+	if !bytes.Equal(gotRest, wantRest) {
+		t.Fatalf("left on the reader: got %q, want %q", gotRest, wantRest)
+	}
+	return true
+}
+
+func TestReadRequestMatchesNetHTTP(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		raw  string
+		fast bool
+	}{
+		{"curl", "GET /v1/items?id=7&x=%20y HTTP/1.1\r\nHost: gw.example\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n", true},
+		{"pipelined next request left", "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\n", true},
+		{"lower-case, repeated, trimmed", "DELETE /a/b;c=d HTTP/1.1\r\nhost:  a.example:8443 \r\nx-a: 1\r\nX-A:2\r\nx_b:\t\r\n\r\n", true},
+		{"force query", "GET /p? HTTP/1.1\r\nHost: a\r\n\r\n", true},
+		{"query with ? and ;", "GET /p?a=1?b;c HTTP/1.1\r\nHost: a\r\n\r\n", true},
+		{"path chars", "OPTIONS /-_.~$&+,:;=@/x HTTP/1.1\r\nHost: a\r\n\r\n", true},
+		{"keep-alive", "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n", true},
+		{"obs-text value", "GET / HTTP/1.1\r\nHost: a\r\nX-Name: caf\xc3\xa9\r\n\r\n", true},
+		{"Expect kept for the server", "GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n", true},
+		{"escaped path declined", "GET /a%20b HTTP/1.1\r\nHost: a\r\n\r\n", false},
+		{"fragment declined", "GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", false},
+		{"absolute form declined", "GET http://a.example/ HTTP/1.1\r\nHost: a\r\n\r\n", false},
+		{"CONNECT declined", "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n", false},
+		{"asterisk declined", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", false},
+		{"HTTP/1.0 declined", "GET / HTTP/1.0\r\nHost: a\r\n\r\n", false},
+		{"no Host declined", "GET / HTTP/1.1\r\nX-A: b\r\n\r\n", false},
+		{"two Hosts declined", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", false},
+		{"body declined", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi", false},
+		{"chunked declined", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", false},
+		{"Connection: close declined", "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", false},
+		{"Pragma declined", "GET / HTTP/1.1\r\nHost: a\r\nPragma: no-cache\r\n\r\n", false},
+		{"double space declined", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n", false},
+		{"bad method declined", "G(T / HTTP/1.1\r\nHost: a\r\n\r\n", false},
+		{"folded line declined", "GET / HTTP/1.1\r\nHost: a\r\nX-A: a\r\n b\r\n\r\n", false},
+		{"space before colon declined", "GET / HTTP/1.1\r\nHost: a\r\nX-A : a\r\n\r\n", false},
+		{"bare LF declined", "GET / HTTP/1.1\r\nHost: a\nX-A: b\r\n\r\n", false},
+		{"NUL in value declined", "GET / HTTP/1.1\r\nHost: a\r\nX-A: a\x00b\r\n\r\n", false},
+		{"incomplete head declined", "GET / HTTP/1.1\r\nHost: a\r\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := checkReadRequest(t, []byte(tc.raw), 1<<20); got != tc.fast {
+				t.Fatalf("fast parser took it: %v, want %v", got, tc.fast)
+			}
+		})
+	}
+	if checkReadRequest(t, []byte("GET / HTTP/1.1\r\nHost: a\r\nX-Big: "+strings.Repeat("x", 100)+"\r\n\r\n"), 64) {
+		t.Fatal("fast parser took a header larger than maxHeaderBytes")
+	}
+}
+
+func FuzzReadRequest(f *testing.F) {
+	f.Add([]byte("GET /v1/items?id=7 HTTP/1.1\r\nHost: gw.example\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n"))
+	f.Add([]byte("DELETE /a;b HTTP/1.1\r\nhost: a\r\nx-a: 1\r\nX-A:2\r\nConnection: keep-alive\r\n\r\nGET"))
+	f.Add([]byte("GET /p?q? HTTP/1.1\r\nHost: [::1]:80\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		checkReadRequest(t, raw, 1<<20)
+	})
+}
+
+func BenchmarkReadRequest(b *testing.B) {
+	raw := []byte("GET /v1/items?id=7 HTTP/1.1\r\nHost: gw.example\r\nUser-Agent: loadgen/1\r\nAccept: application/json\r\nAccept-Encoding: gzip\r\n\r\n")
+	rd := bytes.NewReader(raw)
+	br := bufio.NewReaderSize(rd, 16<<10)
+	b.Run("fast", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			rd.Reset(raw)
+			br.Reset(rd)
+			br.Peek(1)
+			if _, ok := ReadRequest(br, 1<<20); !ok {
+				b.Fatal("declined")
+			}
+		}
+	})
+	b.Run("net/http", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			rd.Reset(raw)
+			br.Reset(rd)
+			if _, err := http.ReadRequest(br); err != nil {
 				b.Fatal(err)
 			}
 		}
