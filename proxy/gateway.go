@@ -554,7 +554,7 @@ func (s *Server) backendTransport(src netip.Addr, name string, backend netip.Add
 	} else {
 		t = &learnedPool{
 			h1: &h1Pool{dial: dial, responseHeaderTimeout: s.limits.ResponseHeaderTimeout,
-				idleTimeout: 90 * time.Second, maxIdle: 256},
+				idleTimeout: 90 * time.Second, maxIdle: 256, maxHeaderBytes: int64(s.limits.MaxHeaderBytes) * 4},
 			newH2: newTransport,
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -25,7 +26,7 @@ type h1Pool struct {
 	responseHeaderTimeout time.Duration
 	idleTimeout           time.Duration
 	maxIdle               int
-	maxHeaderBytes        int64
+	maxHeaderBytes        int64 // what a response header (with any 1xx before it) may take; 0: no limit
 
 	mu     sync.Mutex
 	idle   []*h1Conn // most recently used last
@@ -34,6 +35,7 @@ type h1Pool struct {
 
 type h1Conn struct {
 	c    *tls.Conn
+	lim  headerLimit // between c and br
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	used time.Time // when it went idle
@@ -69,7 +71,39 @@ func (p *h1Pool) get(ctx context.Context) (*h1Conn, bool, error) {
 		c.Close()
 		return nil, false, errH2Negotiated
 	}
-	return &h1Conn{c: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 8<<10)}, false, nil
+	cn := &h1Conn{c: c, lim: headerLimit{r: c, left: -1}, bw: bufio.NewWriterSize(c, 8<<10)}
+	cn.br = bufio.NewReaderSize(&cn.lim, 16<<10)
+	return cn, false, nil
+}
+
+// headerLimit bounds what a backend may send before its response header ends, so that an
+// endless header (or endless 1xx responses) costs an error instead of memory and time.
+type headerLimit struct {
+	r    io.Reader
+	left int64 // bytes still allowed; negative: no limit (the body is being read)
+	max  int64
+}
+
+// errHeaderTooLarge is the error of a response whose header went over the limit.
+type errHeaderTooLarge struct{ max int64 }
+
+func (e *errHeaderTooLarge) Error() string {
+	return fmt.Sprintf("backend response header larger than %d bytes", e.max)
+}
+
+func (l *headerLimit) Read(p []byte) (int, error) {
+	if l.left < 0 {
+		return l.r.Read(p)
+	}
+	if l.left == 0 {
+		return 0, &errHeaderTooLarge{l.max}
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
 }
 
 func (p *h1Pool) put(cn *h1Conn) {
@@ -140,6 +174,10 @@ func (p *h1Pool) roundTrip(req *http.Request) (*http.Response, error) {
 	if err := cn.bw.Flush(); err != nil {
 		return fail(err, true)
 	}
+	if p.maxHeaderBytes > 0 {
+		cn.lim.max = p.maxHeaderBytes
+		cn.lim.left = max(p.maxHeaderBytes-int64(cn.br.Buffered()), 0)
+	}
 	var resp *http.Response
 	direct := false // body read off cn.br by h1Body itself
 	for {
@@ -151,6 +189,9 @@ func (p *h1Pool) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 		resp, err = http.ReadResponse(cn.br, req)
 		if err != nil {
+			if cn.lim.left == 0 {
+				return fail(&errHeaderTooLarge{p.maxHeaderBytes}, false)
+			}
 			return fail(err, cn.br.Buffered() == 0)
 		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
@@ -159,6 +200,7 @@ func (p *h1Pool) roundTrip(req *http.Request) (*http.Response, error) {
 		io.Copy(io.Discard, resp.Body) // 1xx: informational, no body; read the real response next
 		resp.Body.Close()
 	}
+	cn.lim.left = -1
 	if p.responseHeaderTimeout > 0 && (resp.ContentLength < 0 || int64(cn.br.Buffered()) < resp.ContentLength) {
 		// The body still has to come off the socket, for however long it takes. A body that is
 		// all buffered already needs no change: the next request sets its own deadline first.

@@ -144,3 +144,48 @@ func TestH1PoolReportsH2(t *testing.T) {
 		t.Fatalf("h2 backend: %v, want errH2Negotiated so the caller switches to HTTP/2", err)
 	}
 }
+
+// A backend whose response header never ends (or that sends 1xx responses forever) costs the
+// proxy an error once the header limit is reached, not memory and not the response timeout.
+func TestH1PoolBoundsResponseHeader(t *testing.T) {
+	const limit = 64 << 10
+	p, _, _ := testH1Pool(t, func(w http.ResponseWriter, r *http.Request) {
+		c, bw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		line := "X-Pad: " + strings.Repeat("a", 1000) + "\r\n"
+		if r.URL.Path == "/interim" {
+			line = "HTTP/1.1 100 Continue\r\n\r\n"
+		} else {
+			bw.WriteString("HTTP/1.1 200 OK\r\n")
+		}
+		for sent := 0; sent < 4*limit; sent += len(line) { // bounded: 4x what the proxy may read
+			if _, err := bw.WriteString(line); err != nil {
+				return
+			}
+		}
+		bw.Flush()
+	})
+	p.maxHeaderBytes = limit
+	for _, path := range []string{"/endless-header", "/interim"} {
+		_, err := get(t, p, context.Background(), path)
+		var tooLarge *errHeaderTooLarge
+		if !errors.As(err, &tooLarge) || !strings.Contains(err.Error(), "larger than 65536 bytes") {
+			t.Errorf("%s: %v, want the header limit named", path, err)
+		}
+	}
+	// A header under the limit still works on the same pool.
+	p2, _, _ := testH1Pool(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Pad", strings.Repeat("b", limit/2))
+		io.WriteString(w, "ok")
+	})
+	p2.maxHeaderBytes = limit
+	for i := range 2 {
+		if b, err := get(t, p2, context.Background(), "/"); err != nil || b != "ok" {
+			t.Fatalf("request %d with a %d-byte header: %q %v", i, limit/2, b, err)
+		}
+	}
+}
