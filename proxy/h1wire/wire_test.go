@@ -132,6 +132,24 @@ func FuzzWriteBodilessRequest(f *testing.F) {
 	})
 }
 
+// untouched fails unless br still holds all of raw: a declined message is left to net/http.
+func untouched(t *testing.T, br *bufio.Reader, raw []byte) {
+	t.Helper()
+	if rest, _ := io.ReadAll(br); !bytes.Equal(rest, raw) {
+		t.Fatalf("declined message consumed input")
+	}
+}
+
+// sameRest fails unless the fast and the net/http reader have the same bytes left.
+func sameRest(t *testing.T, br, wbr *bufio.Reader) {
+	t.Helper()
+	gotRest, _ := io.ReadAll(br)
+	wantRest, _ := io.ReadAll(wbr)
+	if !bytes.Equal(gotRest, wantRest) {
+		t.Fatalf("left on the reader: got %q, want %q", gotRest, wantRest)
+	}
+}
+
 // checkRead parses raw both ways; when the fast parser takes it, the response, its body and
 // what is left on the reader must be what net/http makes of it. It reports whether it took it.
 func checkRead(t *testing.T, raw []byte, method string) bool {
@@ -140,10 +158,7 @@ func checkRead(t *testing.T, raw []byte, method string) bool {
 	br := bufio.NewReaderSize(bytes.NewReader(raw), 16<<10)
 	got, ok := ReadResponse(br, req)
 	if !ok {
-		rest, _ := io.ReadAll(br)
-		if !bytes.Equal(rest, raw) {
-			t.Fatalf("declined response consumed input")
-		}
+		untouched(t, br, raw)
 		return false
 	}
 	wbr := bufio.NewReaderSize(bytes.NewReader(raw), 16<<10)
@@ -177,15 +192,11 @@ func checkRead(t *testing.T, raw []byte, method string) bool {
 	if !bytes.Equal(gotBody, wantBody) || !errors.Is(gotErr, wantErr) && (gotErr == nil || wantErr == nil || gotErr.Error() != wantErr.Error()) {
 		t.Fatalf("body: got %q, %v; want %q, %v", gotBody, gotErr, wantBody, wantErr)
 	}
-	gotRest, _ := io.ReadAll(br)
-	wantRest, _ := io.ReadAll(wbr)
-	if !bytes.Equal(gotRest, wantRest) {
-		t.Fatalf("left on the reader: got %q, want %q", gotRest, wantRest)
-	}
+	sameRest(t, br, wbr)
 	return true
 }
 
-func TestReadSimpleResponseMatchesNetHTTP(t *testing.T) {
+func TestReadResponseMatchesNetHTTP(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		raw    string
@@ -228,7 +239,7 @@ func TestReadSimpleResponseMatchesNetHTTP(t *testing.T) {
 	}
 }
 
-func FuzzReadSimpleResponse(f *testing.F) {
+func FuzzReadResponse(f *testing.F) {
 	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"), false)
 	f.Add([]byte("HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nx-a:  b \r\n\r\nHTTP/1.1"), true)
 	f.Add([]byte("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\nab"), false)
@@ -277,10 +288,7 @@ func checkReadRequest(t *testing.T, raw []byte, max int) bool {
 	br.Peek(1) // a server has waited for the first bytes before it parses
 	got, ok := ReadRequest(br, max)
 	if !ok {
-		rest, _ := io.ReadAll(br)
-		if !bytes.Equal(rest, raw) {
-			t.Fatalf("declined request consumed input")
-		}
+		untouched(t, br, raw)
 		return false
 	}
 	wbr := bufio.NewReaderSize(bytes.NewReader(raw), 16<<10)
@@ -296,11 +304,7 @@ func checkReadRequest(t *testing.T, raw []byte, max int) bool {
 		got.Trailer != nil || want.Trailer != nil || !reflect.DeepEqual(got.Header, want.Header) {
 		t.Fatalf("fast parser differs from ReadRequest for %q\n got: %+v %+v\nwant: %+v %+v", raw, got, got.URL, want, want.URL)
 	}
-	gotRest, _ := io.ReadAll(br)
-	wantRest, _ := io.ReadAll(wbr)
-	if !bytes.Equal(gotRest, wantRest) {
-		t.Fatalf("left on the reader: got %q, want %q", gotRest, wantRest)
-	}
+	sameRest(t, br, wbr)
 	return true
 }
 
