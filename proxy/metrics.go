@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"strconv"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -15,7 +16,31 @@ type metrics struct {
 	backendDuration *prometheus.HistogramVec
 	retries         *prometheus.CounterVec
 	listenerChanges *prometheus.CounterVec
+
+	doors map[string]*doorSeries // read-only after newMetrics
 }
+
+// doorSeries holds one door's series, resolved once, so that counting a request costs no label
+// hashing and no lookup under the vectors' locks.
+// Each series is created on first use, as WithLabelValues would, so /metrics lists what happened.
+type doorSeries struct {
+	duration atomic.Pointer[prometheus.Observer]
+	up, down atomic.Pointer[prometheus.Counter]
+	codes    [600]atomic.Pointer[prometheus.Counter]
+}
+
+// series returns p's series, creating it with mk on first use.
+func series[T any](p *atomic.Pointer[T], mk func() T) T {
+	if v := p.Load(); v != nil {
+		return *v
+	}
+	v := mk()
+	p.Store(&v)
+	return v
+}
+
+// doors are the values of the door label.
+var doors = [...]string{"connect", "forward", "contract", "gateway", "local"}
 
 func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 	m := &metrics{
@@ -46,6 +71,10 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 			Help: "Listeners bound because the contract activated their address (activated) or closed because it retired it (retired).",
 		}, []string{"change"}),
 	}
+	m.doors = make(map[string]*doorSeries, len(doors))
+	for _, d := range doors {
+		m.doors[d] = &doorSeries{}
+	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.duration, m.bytes, m.backendDuration, m.retries, m.listenerChanges,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -57,13 +86,25 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 }
 
 func (m *metrics) observe(r *record) {
-	m.requests.WithLabelValues(r.door, statusLabel(r.status)).Inc()
-	m.duration.WithLabelValues(r.door).Observe(r.elapsed().Seconds())
+	d := m.doors[r.door]
+	if d == nil || r.status < 0 || r.status >= len(d.codes) {
+		m.requests.WithLabelValues(r.door, statusLabel(r.status)).Inc()
+		m.duration.WithLabelValues(r.door).Observe(r.elapsed().Seconds())
+		if r.bytesUp > 0 {
+			m.bytes.WithLabelValues(r.door, "up").Add(float64(r.bytesUp))
+		}
+		if r.bytesDown > 0 {
+			m.bytes.WithLabelValues(r.door, "down").Add(float64(r.bytesDown))
+		}
+		return
+	}
+	series(&d.codes[r.status], func() prometheus.Counter { return m.requests.WithLabelValues(r.door, statusLabels[r.status]) }).Inc()
+	series(&d.duration, func() prometheus.Observer { return m.duration.WithLabelValues(r.door) }).Observe(r.elapsed().Seconds())
 	if r.bytesUp > 0 {
-		m.bytes.WithLabelValues(r.door, "up").Add(float64(r.bytesUp))
+		series(&d.up, func() prometheus.Counter { return m.bytes.WithLabelValues(r.door, "up") }).Add(float64(r.bytesUp))
 	}
 	if r.bytesDown > 0 {
-		m.bytes.WithLabelValues(r.door, "down").Add(float64(r.bytesDown))
+		series(&d.down, func() prometheus.Counter { return m.bytes.WithLabelValues(r.door, "down") }).Add(float64(r.bytesDown))
 	}
 }
 

@@ -201,7 +201,8 @@ type conn struct {
 	out      sendWriter    // what bw writes to
 	pend     []byte        // body bytes held back until the framing is known
 	hijacked bool
-	werr     error // first write error; the connection ends after the response
+	werr     error       // first write error; the connection ends after the response
+	header   http.Header // the current response's header map, reused by the next
 
 	state atomic.Int32 // stateIdle or stateActive, for Shutdown
 
@@ -345,7 +346,14 @@ func (c *conn) serveRequest(parent context.Context, req *http.Request) bool {
 	req.RemoteAddr = c.remote
 	req.TLS = c.tlsState
 
-	w := &response{c: c, req: req, header: make(http.Header, 8), contentLength: -1}
+	// The header map is the connection's, cleared for each request: a handler may not use its
+	// ResponseWriter (or its Header) after it returns, as with net/http.
+	if c.header == nil {
+		c.header = make(http.Header, 8)
+	} else {
+		clear(c.header)
+	}
+	w := &response{c: c, req: req, header: c.header, contentLength: -1}
 	var ecr *expectContinueReader
 	if expect := req.Header.Get("Expect"); expect != "" {
 		if !strings.EqualFold(expect, "100-continue") || !req.ProtoAtLeast(1, 1) {
