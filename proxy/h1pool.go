@@ -34,11 +34,12 @@ type h1Pool struct {
 }
 
 type h1Conn struct {
-	c    *tls.Conn
-	lim  headerLimit // between c and br
-	br   *bufio.Reader
-	bw   *bufio.Writer
-	used time.Time // when it went idle
+	c     *tls.Conn
+	abort func()      // ends a blocked read or write: the request's context was cancelled
+	lim   headerLimit // between c and br
+	br    *bufio.Reader
+	bw    *bufio.Writer
+	used  time.Time // when it went idle
 }
 
 // errH2Negotiated tells the caller that the backend chose HTTP/2; the connection was closed.
@@ -73,6 +74,7 @@ func (p *h1Pool) get(ctx context.Context) (*h1Conn, bool, error) {
 	}
 	cn := &h1Conn{c: c, lim: headerLimit{r: c, left: -1}, bw: bufio.NewWriterSize(c, 8<<10)}
 	cn.br = bufio.NewReaderSize(&cn.lim, 16<<10)
+	cn.abort = func() { c.SetDeadline(time.Unix(1, 0)) }
 	return cn, false, nil
 }
 
@@ -151,7 +153,7 @@ func (p *h1Pool) roundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	// Cancellation and the response header timeout act on the socket's deadline.
-	stop := context.AfterFunc(ctx, func() { cn.c.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, cn.abort)
 	fail := func(err error, beforeResponse bool) (*http.Response, error) {
 		stop()
 		cn.c.Close()
