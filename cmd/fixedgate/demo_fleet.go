@@ -156,20 +156,30 @@ type demoListener struct {
 }
 
 func (l *demoListener) Accept() (net.Conn, error) {
+	c, err := acceptFlapping(l.Listener, &l.b.conns, func() bool { return demoMode(l.b.mode.Load()) == demoFlap })
+	if err != nil {
+		return nil, err
+	}
+	return gotls.Server(c, &gotls.Config{Certificates: []gotls.Certificate{l.f.cert}, NextProtos: []string{"h2", "http/1.1"}}), nil
+}
+
+// acceptFlapping accepts the next connection and counts it in n. While flapping() says so,
+// every second connection is reset at once (accepted, then RST), as by a backend that keeps
+// crashing: reachable, and failing.
+func acceptFlapping(ln net.Listener, n *atomic.Int64, flapping func() bool) (net.Conn, error) {
 	for {
-		c, err := l.Listener.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			return nil, err
 		}
-		n := l.b.conns.Add(1)
-		if demoMode(l.b.mode.Load()) == demoFlap && n%2 == 0 {
+		if n.Add(1)%2 == 0 && flapping() {
 			if tc, ok := c.(*net.TCPConn); ok {
 				tc.SetLinger(0) // RST, not FIN
 			}
 			c.Close()
 			continue
 		}
-		return gotls.Server(c, &gotls.Config{Certificates: []gotls.Certificate{l.f.cert}, NextProtos: []string{"h2", "http/1.1"}}), nil
+		return c, nil
 	}
 }
 

@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -57,15 +56,11 @@ func fileExists(p string) bool {
 
 // pebbleServer is a running Pebble.
 type pebbleServer struct {
-	cmd     *exec.Cmd
-	dirURL  string // the ACME directory
-	mgmt    string // host:port of the management API
-	caFile  string // the CA of Pebble's own listener certificate (for ca_root)
-	ca      *devca.CA
-	mu      sync.Mutex
-	logs    strings.Builder
-	exited  chan struct{}
-	waitErr error
+	*child
+	dirURL string // the ACME directory
+	mgmt   string // host:port of the management API
+	caFile string // the CA of Pebble's own listener certificate (for ca_root)
+	ca     *devca.CA
 }
 
 // startPebble runs Pebble validating challenges on the proxy's ports, resolving names through
@@ -86,7 +81,7 @@ func startPebble(t *testing.T, dnsAddr string, tlsPort, httpPort int, validity t
 	if err != nil {
 		t.Fatal(err)
 	}
-	pb := &pebbleServer{ca: ca, caFile: filepath.Join(dir, "pebble-ca.pem"), exited: make(chan struct{})}
+	pb := &pebbleServer{ca: ca, caFile: filepath.Join(dir, "pebble-ca.pem")}
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	writeTestFile(t, pb.caFile, ca.CertPEM())
 	writeTestFile(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Certificate[0]}))
@@ -122,31 +117,7 @@ func startPebble(t *testing.T, dnsAddr string, tlsPort, httpPort int, validity t
 		t.Fatal(err)
 	}
 	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pb.cmd = cmd
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			pb.mu.Lock()
-			pb.logs.WriteString(sc.Text() + "\n")
-			pb.mu.Unlock()
-		}
-		pb.waitErr = cmd.Wait()
-		close(pb.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-pb.exited:
-		default:
-			cmd.Process.Kill()
-			<-pb.exited
-		}
-		if t.Failed() {
-			t.Logf("pebble log:\n%s", pb.log())
-		}
-	})
+	pb.child = startChild(t, "pebble", cmd, out, nil)
 	// Pebble logs its addresses before it binds them: wait until the directory answers.
 	c := pb.client()
 	deadline := time.Now().Add(30 * time.Second)
@@ -160,7 +131,7 @@ func startPebble(t *testing.T, dnsAddr string, tlsPort, httpPort int, validity t
 		}
 		select {
 		case <-pb.exited:
-			t.Fatalf("pebble exited: %v\n%s", pb.waitErr, pb.log())
+			t.Fatalf("pebble exited: %v\n%s", pb.exitErr, pb.log())
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -179,12 +150,6 @@ func (pb *pebbleServer) stop(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("pebble did not exit after kill")
 	}
-}
-
-func (pb *pebbleServer) log() string {
-	pb.mu.Lock()
-	defer pb.mu.Unlock()
-	return pb.logs.String()
 }
 
 // client talks to Pebble's own listeners, directly (no proxy from the environment).

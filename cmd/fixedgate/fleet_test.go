@@ -217,24 +217,15 @@ type backendListener struct {
 }
 
 func (l *backendListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		n := l.b.conns.Add(1)
-		mode := backendMode(l.b.mode.Load())
-		if mode == modeFlap && n%2 == 0 {
-			c.(*net.TCPConn).SetLinger(0)
-			c.Close()
-			continue
-		}
-		cert := l.f.good
-		if mode == modeWrongTLS {
-			cert = l.f.bad
-		}
-		return gotls.Server(c, &gotls.Config{Certificates: []gotls.Certificate{cert}, NextProtos: l.f.protos}), nil
+	c, err := acceptFlapping(l.Listener, &l.b.conns, func() bool { return backendMode(l.b.mode.Load()) == modeFlap })
+	if err != nil {
+		return nil, err
 	}
+	cert := l.f.good
+	if backendMode(l.b.mode.Load()) == modeWrongTLS {
+		cert = l.f.bad
+	}
+	return gotls.Server(c, &gotls.Config{Certificates: []gotls.Certificate{cert}, NextProtos: l.f.protos}), nil
 }
 
 // setMode switches a backend; modeDown closes its listener, anything else reopens it.

@@ -186,19 +186,69 @@ func keySHA(key string) string {
 	return hex.EncodeToString(s[:])
 }
 
+// child is a process a test started: the lines of its log are kept (and printed when the
+// test fails), and it is killed at cleanup if it still runs.
+type child struct {
+	name    string
+	cmd     *exec.Cmd
+	mu      sync.Mutex
+	logs    strings.Builder
+	exited  chan struct{}
+	exitErr error // valid once exited is closed
+}
+
+// startChild starts cmd and reads its log from r (a pipe of its output) line by line, calling
+// onLine, if set, for each.
+func startChild(t *testing.T, name string, cmd *exec.Cmd, r io.Reader, onLine func(string)) *child {
+	t.Helper()
+	c := &child{name: name, cmd: cmd, exited: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			c.mu.Lock()
+			c.logs.WriteString(line + "\n")
+			c.mu.Unlock()
+			if onLine != nil {
+				onLine(line)
+			}
+		}
+		c.exitErr = cmd.Wait()
+		close(c.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-c.exited:
+		default:
+			cmd.Process.Kill()
+			<-c.exited
+		}
+		if t.Failed() {
+			t.Logf("%s log:\n%s", name, c.log())
+		}
+	})
+	return c
+}
+
+func (c *child) log() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.logs.String()
+}
+
 // proc is a running fixedgate binary.
 type proc struct {
+	*child
 	t          *testing.T
-	cmd        *exec.Cmd
 	plain      string // host:port of the plain listener
 	tlsAddr    string // host:port of the TLS listener
 	admin      string
 	caFile     string // the proxy's self-signed CA
-	mu         sync.Mutex
-	logs       strings.Builder
 	stdoutFile string
-	exited     chan struct{}
-	exitErr    error
 	readyOnce  sync.Once
 	ready      chan struct{}
 }
@@ -283,7 +333,7 @@ func startBinaryArgs(t *testing.T, args ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{t: t, cmd: cmd, exited: make(chan struct{}), ready: make(chan struct{})}
+	p := &proc{t: t, ready: make(chan struct{})}
 	// stdout goes to a file the child writes directly (no copying goroutine), so whatever it
 	// printed before its "ready" log line is there once that line has been seen.
 	out, err := os.CreateTemp(t.TempDir(), "stdout")
@@ -293,33 +343,9 @@ func startBinaryArgs(t *testing.T, args ...string) *proc {
 	t.Cleanup(func() { out.Close() })
 	p.stdoutFile = out.Name()
 	cmd.Stdout = out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			p.mu.Lock()
-			p.logs.WriteString(line + "\n")
-			p.mu.Unlock()
-			if strings.Contains(line, `"msg":"ready"`) || strings.Contains(line, "\tready\t") {
-				p.readyOnce.Do(func() { close(p.ready) })
-			}
-		}
-		p.exitErr = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			cmd.Process.Kill()
-			<-p.exited
-		}
-		if t.Failed() {
-			t.Logf("fixedgate log:\n%s", p.log())
+	p.child = startChild(t, "fixedgate", cmd, stderr, func(line string) {
+		if strings.Contains(line, `"msg":"ready"`) || strings.Contains(line, "\tready\t") {
+			p.readyOnce.Do(func() { close(p.ready) })
 		}
 	})
 	return p
@@ -342,12 +368,6 @@ func (p *proc) waitReady() {
 	case <-time.After(60 * time.Second):
 		p.t.Fatalf("fixedgate not ready after 60s\n%s", p.log())
 	}
-}
-
-func (p *proc) log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.logs.String()
 }
 
 // wait returns the process's exit error once it exits (bounded).
