@@ -209,7 +209,7 @@ func (p *h1Pool) roundTrip(req *http.Request) (*http.Response, error) {
 		cn.c.SetReadDeadline(time.Time{})
 	}
 	reuse := !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols
-	if !direct && resp.Body == nil || resp.Body == http.NoBody || resp.ContentLength == 0 {
+	if resp.Body == http.NoBody || resp.ContentLength == 0 || !direct && resp.Body == nil {
 		if !stop() && ctx.Err() != nil {
 			reuse = false
 		}

@@ -21,8 +21,8 @@ type metrics struct {
 }
 
 // doorSeries holds one door's series, resolved once, so that counting a request costs no label
-// hashing and no lookup under the vectors' locks.
-// Each series is created on first use, as WithLabelValues would, so /metrics lists what happened.
+// hashing and no lookup under the vectors' locks. Each is created on first use, as
+// WithLabelValues would, so /metrics still lists only what happened.
 type doorSeries struct {
 	duration atomic.Pointer[prometheus.Observer]
 	up, down atomic.Pointer[prometheus.Counter]
