@@ -29,6 +29,7 @@ KA_CONC=${KA_CONC:-64}           # ka: keep-alive connections
 H2_CONNS=${H2_CONNS:-16}         # h2: connections ...
 H2_STREAMS=${H2_STREAMS:-4}      #     ... x concurrent streams on each
 NEW_CONC=${NEW_CONC:-64}         # new: workers, each request on a fresh TLS connection
+POST_BYTES=${POST_BYTES:-0}      # >0: ka and new send POST /json with a JSON body of this size (set MODES="ka new")
 MODES=${MODES:-"ka h2 new"}
 TARGETS=${TARGETS:-"direct nginx haproxy fixedgate"}
 FIXEDGATE=${FIXEDGATE:-auto}     # auto: include if it builds and validate accepts the config; 0: skip; 1: required
@@ -61,6 +62,10 @@ LOG_TAG=gateway
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 install_traps
+[[ "$POST_BYTES" =~ ^[0-9]+$ ]] && ((POST_BYTES <= 1048576)) || die "POST_BYTES must be 0..1048576"
+if ((POST_BYTES > 0)) && [[ " $MODES " == *" h2 "* ]]; then
+  die "POST_BYTES applies to the ka and new modes; set MODES=\"ka new\""
+fi
 
 # ---- 0. packages ------------------------------------------------------------------------
 need_pkgs=()
@@ -273,9 +278,9 @@ target_args() {
 }
 mode_args() {
   case $1 in
-    ka) echo "gw-ka -c $KA_CONC" ;;
+    ka) echo "gw-ka -c $KA_CONC -post-bytes $POST_BYTES" ;;
     h2) echo "gw-h2 -c $H2_CONNS -streams $H2_STREAMS" ;;
-    new) echo "gw-new -c $NEW_CONC" ;;
+    new) echo "gw-new -c $NEW_CONC -post-bytes $POST_BYTES" ;;
     *) die "unknown mode $1 (want ka, h2, new)" ;;
   esac
 }
@@ -441,7 +446,9 @@ REPORT=$WORK/report.txt
   echo
   echo "fixedgate gateway benchmark — $(date -u '+%Y-%m-%d %H:%M UTC') — $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(uname -r)"
   echo "servers (origin, DNS, proxy) on CPU $SERVER_CPU, loadgen on CPU $LOADGEN_CPU; rounds=$ROUNDS duration=${DURATION}s warmup=${WARMUP}s curves=$CURVES nofile=$NOFILE"
-  echo "ka: $KA_CONC HTTP/1.1 keep-alive connections; h2: $H2_CONNS connections x $H2_STREAMS streams; new: $NEW_CONC workers, fresh TLS per request; GET /json (200 B), Host: $GW_NAME"
+  req="GET /json (200 B)"
+  [ "$POST_BYTES" -gt 0 ] && req="POST /json with a $POST_BYTES-byte JSON body (ka, new), answered with 200 B"
+  echo "ka: $KA_CONC HTTP/1.1 keep-alive connections; h2: $H2_CONNS connections x $H2_STREAMS streams; new: $NEW_CONC workers, fresh TLS per request; $req, Host: $GW_NAME"
   echo "backend: origin $ORIGIN offers $BACKEND_PROTO to the proxies; direct uses $ORIGIN_IP:$DIRECT_PORT (h2 + http/1.1), same origin process"
   echo "nginx $NGINX_VER ($NGINX_PKG, $NGINX_SSL), haproxy $HAPROXY_VER ($HAPROXY_SSL), $(go version | awk '{print $3}'); access logs: $([[ $ACCESS_LOG == 1 ]] && echo "on (nginx buffered 64k to a file, haproxy log-to-stdout into a file, fixedgate JSON)" || echo "peers off, fixedgate JSON")"
   [[ -n $FG_NOTE ]] && echo "$FG_NOTE"

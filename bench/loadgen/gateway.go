@@ -3,6 +3,7 @@ package main
 // Client modes for the gateway (reverse proxy) scenario, bench/gateway.sh:
 //
 //	gw-ka     -c 64 connections, HTTP/1.1 keep-alive, back-to-back GET -path
+//	          (-post-bytes N: POST with an N-byte JSON body instead, also gw-new)
 //	gw-h2     -c 16 HTTP/2 connections x -streams 4 concurrent streams each
 //	gw-new    -c 64 workers, each request on a fresh TCP + TLS connection (full
 //	          handshake, no session resumption), "Connection: close"
@@ -27,6 +28,7 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +38,7 @@ import (
 )
 
 type gwOpts struct {
+	postBytes  int
 	addr       string
 	sni        string
 	host       string
@@ -77,6 +80,7 @@ func parseGwFlags(mode string, args []string) (*gwOpts, error) {
 	fs.BoolVar(&o.expectFail, "expect-fail", false, "gw-probe: succeed when the target answers a 5xx status (negative control: proxy pointed at a wrong origin CA); a 200 is an error")
 	fs.BoolVar(&o.probeH2, "h2", true, "gw-probe: also require one HTTP/2 request to work")
 	fs.StringVar(&o.label, "label", "", "label echoed in the RESULT line")
+	fs.IntVar(&o.postBytes, "post-bytes", 0, "gw-ka, gw-new: send POST with a JSON body of this many bytes (Content-Length) instead of GET")
 	fs.Parse(args)
 	if o.addr == "" || o.ca == "" {
 		return nil, errors.New("-addr and -ca are required")
@@ -92,6 +96,9 @@ func parseGwFlags(mode string, args []string) (*gwOpts, error) {
 	}
 	if !strings.HasPrefix(o.path, "/") {
 		return nil, errors.New("-path must start with /")
+	}
+	if o.postBytes < 0 || o.postBytes > 1<<20 || o.postBytes > 0 && (mode == "gw-h2" || mode == "gw-probe") {
+		return nil, errors.New("-post-bytes must be 0..1048576, and is for gw-ka and gw-new")
 	}
 	return o, nil
 }
@@ -126,12 +133,20 @@ func newGwClient(o *gwOpts) (*gwClient, error) {
 		return nil, err
 	}
 	hdr := "Host: " + o.host + "\r\nUser-Agent: fixedgate-bench-loadgen\r\nAccept: application/json\r\n"
+	method, body := "GET", ""
+	if o.postBytes > 0 {
+		method, body = "POST", strings.Repeat("x", o.postBytes)
+		if o.postBytes >= 10 {
+			body = `{"pad":"` + strings.Repeat("x", o.postBytes-10) + `"}` // o.postBytes long
+		}
+		hdr += "Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n"
+	}
 	c := &gwClient{
 		o:      o,
 		tls1:   tlsConfig(roots, o.sni, curves, o.verifyMemo, []string{"http/1.1"}),
 		tls2:   tlsConfig(roots, o.sni, curves, o.verifyMemo, []string{"h2"}),
-		reqKA:  []byte("GET " + o.path + " HTTP/1.1\r\n" + hdr + "\r\n"),
-		reqNew: []byte("GET " + o.path + " HTTP/1.1\r\n" + hdr + "Connection: close\r\n\r\n"),
+		reqKA:  []byte(method + " " + o.path + " HTTP/1.1\r\n" + hdr + "\r\n" + body),
+		reqNew: []byte(method + " " + o.path + " HTTP/1.1\r\n" + hdr + "Connection: close\r\n\r\n" + body),
 		h2tr:   &http2.Transport{DisableCompression: true},
 		info:   map[string]string{},
 	}

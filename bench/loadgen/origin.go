@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -26,6 +27,7 @@ const maxBulk = 16 << 30 // refuse /bulk requests above 16 GiB
 //	GET /                 -> -body bytes (default 128)
 //	GET /bulk?bytes=N     -> N bytes, streamed, with Content-Length
 //	GET /json             -> a fixed ~200-byte application/json document (gateway scenario)
+//	POST /json            -> the same, after reading the request body (up to 1 MiB)
 //	GET /stats            -> one "STATS k=v ..." line: connections and requests so far
 //
 // HTTP/1.1 only unless -h2 (then ALPN offers h2 and http/1.1); -listen-h2
@@ -101,11 +103,19 @@ func runOrigin(args []string) error {
 	})
 	jsonBody := []byte(benchJSON)
 	jsonLen := strconv.Itoa(len(jsonBody))
-	mux.HandleFunc("GET /json", func(w http.ResponseWriter, r *http.Request) {
+	serveJSON := func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h["Content-Type"] = []string{"application/json"}
 		h["Content-Length"] = []string{jsonLen}
 		w.Write(jsonBody)
+	}
+	mux.HandleFunc("GET /json", serveJSON)
+	mux.HandleFunc("POST /json", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20)); err != nil {
+			http.Error(w, "reading the body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		serveJSON(w, r)
 	})
 	st := &originStats{byIP: map[string]*connCounters{}}
 	mux.HandleFunc("GET /stats", st.serve)
