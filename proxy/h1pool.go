@@ -168,10 +168,12 @@ func (p *h1Pool) roundTrip(req *http.Request) (*http.Response, error) {
 	if p.responseHeaderTimeout > 0 {
 		cn.c.SetReadDeadline(time.Now().Add(p.responseHeaderTimeout))
 	}
-	if !h1wire.WriteBodilessRequest(cn.bw, cn.c, req) {
-		if err := req.Write(cn.bw); err != nil {
-			return fail(err, true)
-		}
+	written, err := h1wire.WriteRequest(cn.bw, req)
+	if !written {
+		err = req.Write(cn.bw)
+	}
+	if err != nil {
+		return fail(err, true)
 	}
 	if err := cn.bw.Flush(); err != nil {
 		return fail(err, true)

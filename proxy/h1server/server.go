@@ -6,9 +6,9 @@
 //
 // Parsing is net/http's own (http.ReadRequest), so requests are accepted or refused exactly as
 // net/http would, and the body framing (Content-Length, chunked) is the standard library's. The
-// one exception is speed, not judgement: a bodiless request whose header is already buffered is
-// parsed by package h1wire, which takes only the shapes it parses exactly as ReadRequest does
-// and leaves every other request to it.
+// one exception is speed, not judgement: a request whose header is already buffered, with no
+// body or one framed by a single Content-Length, is parsed by package h1wire, which takes only
+// the shapes it parses exactly as ReadRequest does and leaves every other request to it.
 package h1server
 
 import (

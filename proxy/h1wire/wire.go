@@ -8,10 +8,12 @@ package h1wire
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
@@ -20,29 +22,55 @@ import (
 // defaultUserAgent is what Request.Write sends when the request has no User-Agent header.
 const defaultUserAgent = "Go-http-client/1.1"
 
-// WriteBodilessRequest writes req as Request.Write would, for a request without a body,
-// trailers or Connection: close. It reports false when req is outside that case or has a
-// header Request.Write would have to sanitise; bw is then as it was (empty, reset onto w).
-func WriteBodilessRequest(bw *bufio.Writer, w interface{ Write([]byte) (int, error) }, req *http.Request) bool {
-	if req.Body != nil && req.Body != http.NoBody || req.ContentLength != 0 ||
+// WriteRequest writes req as Request.Write would, for a request without a body or with one of
+// known length (ContentLength > 0), without trailers or Connection: close. ok is false, and
+// nothing is written, when req is outside that case or has a header Request.Write would have to
+// sanitise: the caller then uses Request.Write. err is a failure to write, or a body that does
+// not match its ContentLength; the body is closed when ok, as Request.Write closes it.
+func WriteRequest(bw *bufio.Writer, req *http.Request) (ok bool, err error) {
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	if hasBody && req.ContentLength <= 0 || !hasBody && req.ContentLength != 0 ||
 		len(req.TransferEncoding) > 0 || req.Trailer != nil || req.Close ||
-		req.Method == "" || req.Method == http.MethodConnect || req.URL == nil || req.URL.Opaque != "" ||
-		bw.Buffered() != 0 {
-		return false
+		req.Method == "" || req.Method == http.MethodConnect || req.URL == nil || req.URL.Opaque != "" {
+		return false, nil
 	}
 	host := req.Host
 	if host == "" {
 		host = req.URL.Host
 	}
 	if !plainHost(host) {
-		return false
+		return false, nil
 	}
 	path := req.URL.EscapedPath()
 	if path == "" {
 		path = "/"
 	}
 	if stringHasCTL(path) || stringHasCTL(req.URL.RawQuery) {
-		return false
+		return false, nil
+	}
+	ua := defaultUserAgent
+	if v, ok := req.Header["User-Agent"]; ok {
+		ua = ""
+		if len(v) > 0 {
+			ua = v[0]
+		}
+	}
+	if ua != "" && !httpguts.ValidHeaderFieldValue(ua) {
+		return false, nil
+	}
+	// Everything is checked before anything is written: a long header may flush bw on the way.
+	for k, vs := range req.Header {
+		if skipField(k) {
+			continue
+		}
+		if !httpguts.ValidHeaderFieldName(k) {
+			return false, nil
+		}
+		for _, v := range vs {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return false, nil
+			}
+		}
 	}
 	bw.WriteString(req.Method)
 	bw.WriteByte(' ')
@@ -54,43 +82,58 @@ func WriteBodilessRequest(bw *bufio.Writer, w interface{ Write([]byte) (int, err
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(host)
 	bw.WriteString("\r\n")
-	ua := defaultUserAgent
-	if v, ok := req.Header["User-Agent"]; ok {
-		ua = ""
-		if len(v) > 0 {
-			ua = v[0]
-		}
-	}
 	if ua != "" {
-		if !httpguts.ValidHeaderFieldValue(ua) {
-			bw.Reset(w)
-			return false
-		}
 		writeField(bw, "User-Agent", textproto.TrimString(ua))
 	}
-	switch req.Method {
-	case http.MethodPost, http.MethodPut, http.MethodPatch:
+	switch {
+	case hasBody:
+		var num [20]byte
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(num[:0], req.ContentLength, 10))
+		bw.WriteString("\r\n")
+	case req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch:
 		bw.WriteString("Content-Length: 0\r\n")
 	}
 	for k, vs := range req.Header {
-		switch k {
-		case "Host", "User-Agent", "Content-Length", "Transfer-Encoding", "Trailer":
+		if skipField(k) {
 			continue
 		}
-		if !httpguts.ValidHeaderFieldName(k) {
-			bw.Reset(w)
-			return false
-		}
 		for _, v := range vs {
-			if !httpguts.ValidHeaderFieldValue(v) {
-				bw.Reset(w)
-				return false
-			}
 			writeField(bw, k, textproto.TrimString(v))
 		}
 	}
-	bw.WriteString("\r\n")
-	return true
+	_, err = bw.WriteString("\r\n")
+	if hasBody {
+		err = writeBody(bw, req)
+	}
+	return true, err
+}
+
+// writeBody copies exactly req.ContentLength bytes of the body and closes it; a body that is
+// shorter or longer is an error, with net/http's wording.
+func writeBody(bw *bufio.Writer, req *http.Request) error {
+	defer req.Body.Close()
+	n, err := io.Copy(bw, io.LimitReader(req.Body, req.ContentLength))
+	if err != nil {
+		return err
+	}
+	extra, err := io.Copy(io.Discard, req.Body)
+	if err != nil {
+		return err
+	}
+	if n+extra != req.ContentLength {
+		return fmt.Errorf("http: ContentLength=%d with Body length %d", req.ContentLength, n+extra)
+	}
+	return nil
+}
+
+// skipField reports whether Request.Write leaves header key k out (it writes those itself).
+func skipField(k string) bool {
+	switch k {
+	case "Host", "User-Agent", "Content-Length", "Transfer-Encoding", "Trailer":
+		return true
+	}
+	return false
 }
 
 func writeField(bw *bufio.Writer, k, v string) {
@@ -181,10 +224,10 @@ func ReadResponse(br *bufio.Reader, req *http.Request) (resp *http.Response, ok 
 
 // ReadRequest parses the request at the head of br as http.ReadRequest would, when its header
 // is already buffered whole, fits in maxHeaderBytes, and has the common shape: HTTP/1.1, an
-// origin-form target whose path needs no escaping, one Host, no body (no Content-Length or
-// Transfer-Encoding), no Trailer, Pragma or folded lines, Connection (if any) only
-// keep-alive. It never reads from the connection; ok is false, and nothing consumed,
-// otherwise.
+// origin-form target whose path needs no escaping, one Host, no body or one framed by a single
+// Content-Length (no Transfer-Encoding), no Trailer, Pragma or folded lines, Connection (if
+// any) only keep-alive. A body is a *Body reading from br. It never reads from the
+// connection while parsing; ok is false, and nothing consumed, otherwise.
 func ReadRequest(br *bufio.Reader, maxHeaderBytes int) (req *http.Request, ok bool) {
 	buf, _ := br.Peek(br.Buffered())
 	end := bytes.Index(buf, crlfcrlf)
@@ -217,8 +260,15 @@ func ReadRequest(br *bufio.Reader, maxHeaderBytes int) (req *http.Request, ok bo
 	if len(hosts) != 1 {
 		return nil, false
 	}
+	var body io.ReadCloser = http.NoBody
+	cl := int64(0)
 	if _, ok := h["Content-Length"]; ok {
-		return nil, false
+		if cl = contentLength(h); cl < 0 {
+			return nil, false
+		}
+		if cl > 0 {
+			body = &Body{R: br, Left: cl}
+		}
 	}
 	delete(h, "Host")
 	target := text[sp+1 : sp+1+len(uri)]
@@ -229,15 +279,16 @@ func ReadRequest(br *bufio.Reader, maxHeaderBytes int) (req *http.Request, ok bo
 	}
 	br.Discard(end + 4)
 	return &http.Request{
-		Method:     text[:sp],
-		URL:        u,
-		Proto:      "HTTP/1.1",
-		ProtoMajor: 1,
-		ProtoMinor: 1,
-		Header:     h,
-		Body:       http.NoBody,
-		Host:       hosts[0],
-		RequestURI: target,
+		Method:        text[:sp],
+		URL:           u,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		Body:          body,
+		ContentLength: cl,
+		Host:          hosts[0],
+		RequestURI:    target,
 	}, true
 }
 
@@ -381,6 +432,10 @@ type Body struct {
 	R    *bufio.Reader
 	Left int64
 }
+
+// Close does nothing: what becomes of the unread rest (drained, or the connection closed) is
+// the caller's decision.
+func (b *Body) Close() error { return nil }
 
 func (b *Body) Read(p []byte) (int, error) {
 	if b.Left <= 0 {

@@ -13,46 +13,58 @@ import (
 	"testing"
 )
 
-// wireLines splits a request head into its request line and its header lines, sorted: a map's
-// order is not part of the wire format.
-func wireLines(t *testing.T, b []byte) (string, []string) {
+// wireLines splits a request into its request line, its header lines, sorted (a map's order
+// is not part of the wire format), and its body.
+func wireLines(t *testing.T, b []byte) (string, []string, string) {
 	t.Helper()
-	head, rest, ok := bytes.Cut(b, []byte("\r\n\r\n"))
-	if !ok || len(rest) != 0 {
-		t.Fatalf("not one bodiless request head: %q", b)
+	head, body, ok := bytes.Cut(b, []byte("\r\n\r\n"))
+	if !ok {
+		t.Fatalf("no request head: %q", b)
 	}
 	lines := strings.Split(string(head), "\r\n")
 	hs := lines[1:]
 	slices.Sort(hs)
-	return lines[0], hs
+	return lines[0], hs, string(body)
 }
 
 // checkWrite writes req both ways and fails when the fast writer accepts it and differs from
-// Request.Write. It reports whether the fast writer took it.
-func checkWrite(t *testing.T, req *http.Request) bool {
+// Request.Write. It reports whether the fast writer took it. mkBody, if set, gives each writer
+// a fresh copy of the body.
+func checkWrite(t *testing.T, req *http.Request, mkBody func() io.ReadCloser) bool {
 	t.Helper()
+	if mkBody != nil {
+		req.Body = mkBody()
+	}
 	var fast bytes.Buffer
 	bw := bufio.NewWriter(&fast)
-	if !WriteBodilessRequest(bw, &fast, req) {
+	ok, ferr := WriteRequest(bw, req)
+	if !ok {
 		if bw.Buffered() != 0 || fast.Len() != 0 {
 			t.Fatalf("declined request left %d bytes behind", bw.Buffered()+fast.Len())
 		}
 		return false
 	}
 	bw.Flush()
-	var want bytes.Buffer
-	if err := req.Write(&want); err != nil {
-		t.Fatalf("fast writer accepted a request Request.Write refuses (%v): %q", err, fast.Bytes())
+	if mkBody != nil {
+		req.Body = mkBody()
 	}
-	gl, gh := wireLines(t, fast.Bytes())
-	wl, wh := wireLines(t, want.Bytes())
-	if gl != wl || !slices.Equal(gh, wh) {
-		t.Fatalf("fast writer differs from Request.Write\n got: %q %q\nwant: %q %q", gl, gh, wl, wh)
+	var want bytes.Buffer
+	werr := req.Write(&want)
+	if (ferr == nil) != (werr == nil) || ferr != nil && ferr.Error() != werr.Error() {
+		t.Fatalf("fast writer error %v, Request.Write error %v", ferr, werr)
+	}
+	if werr != nil {
+		return true
+	}
+	gl, gh, gb := wireLines(t, fast.Bytes())
+	wl, wh, wb := wireLines(t, want.Bytes())
+	if gl != wl || !slices.Equal(gh, wh) || gb != wb {
+		t.Fatalf("fast writer differs from Request.Write\n got: %q %q %q\nwant: %q %q %q", gl, gh, gb, wl, wh, wb)
 	}
 	return true
 }
 
-func TestWriteBodilessRequestMatchesNetHTTP(t *testing.T) {
+func TestWriteRequestMatchesNetHTTP(t *testing.T) {
 	mk := func(method, target, host string, h http.Header) *http.Request {
 		u, err := url.Parse(target)
 		if err != nil {
@@ -63,62 +75,72 @@ func TestWriteBodilessRequestMatchesNetHTTP(t *testing.T) {
 		}
 		return &http.Request{Method: method, URL: u, Host: host, Header: h, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
 	}
-	withBody := mk("POST", "https://a.example/x", "a.example", nil)
-	withBody.Body, withBody.ContentLength = io.NopCloser(strings.NewReader("hi")), 2
+	withLength := func(r *http.Request, n int64) *http.Request { r.ContentLength = n; return r }
+	body := func(s string) func() io.ReadCloser {
+		return func() io.ReadCloser { return io.NopCloser(strings.NewReader(s)) }
+	}
 	closing := mk("GET", "https://a.example/", "a.example", nil)
 	closing.Close = true
+	chunked := withLength(mk("POST", "https://a.example/", "a.example", nil), -1)
 	for _, tc := range []struct {
 		name string
 		req  *http.Request
+		body func() io.ReadCloser
 		fast bool
 	}{
 		{"plain GET", mk("GET", "https://a.example/v1/items?id=7&x=y", "a.example", http.Header{
-			"Accept": {"application/json"}, "X-Forwarded-For": {"192.0.2.1"}, "User-Agent": {"curl/8.5"}}), true},
-		{"no User-Agent key sends Go's", mk("GET", "https://a.example/", "a.example", nil), true},
-		{"empty User-Agent sends none", mk("GET", "https://a.example/", "a.example", http.Header{"User-Agent": {""}}), true},
-		{"User-Agent trimmed", mk("GET", "https://a.example/", "a.example", http.Header{"User-Agent": {"  ua/1 \t"}}), true},
+			"Accept": {"application/json"}, "X-Forwarded-For": {"192.0.2.1"}, "User-Agent": {"curl/8.5"}}), nil, true},
+		{"no User-Agent key sends Go's", mk("GET", "https://a.example/", "a.example", nil), nil, true},
+		{"empty User-Agent sends none", mk("GET", "https://a.example/", "a.example", http.Header{"User-Agent": {""}}), nil, true},
+		{"User-Agent trimmed", mk("GET", "https://a.example/", "a.example", http.Header{"User-Agent": {"  ua/1 \t"}}), nil, true},
 		{"values trimmed, repeated keys kept", mk("DELETE", "https://a.example/a%20b", "a.example:8443", http.Header{
-			"X-A": {" 1 ", "2"}, "Cookie": {"a=b; c=d"}}), true},
+			"X-A": {" 1 ", "2"}, "Cookie": {"a=b; c=d"}}), nil, true},
 		{"excluded keys not copied", mk("GET", "https://a.example/", "a.example", http.Header{
-			"Host": {"evil.example"}, "Content-Length": {"5"}, "Transfer-Encoding": {"chunked"}, "Trailer": {"X"}}), true},
-		{"POST without body sends Content-Length 0", mk("POST", "https://a.example/", "a.example", nil), true},
-		{"empty path is /", mk("GET", "https://a.example", "a.example", nil), true},
-		{"force query", mk("GET", "https://a.example/p?", "a.example", nil), true},
-		{"host from URL", mk("GET", "https://b.example:444/", "", nil), true},
-		{"IPv6 host", mk("GET", "https://[2001:db8::1]:443/", "[2001:db8::1]:443", nil), true},
-		{"obs-text value", mk("GET", "https://a.example/", "a.example", http.Header{"X-Name": {"caf\xc3\xa9"}}), true},
-		{"newline in value declined", mk("GET", "https://a.example/", "a.example", http.Header{"X-A": {"a\r\nX-Evil: 1"}}), false},
-		{"newline in User-Agent declined", mk("GET", "https://a.example/", "a.example", http.Header{"User-Agent": {"a\nb"}}), false},
-		{"bad key declined", mk("GET", "https://a.example/", "a.example", http.Header{"X A": {"1"}}), false},
-		{"zone in host declined", mk("GET", "https://a.example/", "[fe80::1%25eth0]:443", nil), false},
-		{"non-ASCII host declined", mk("GET", "https://a.example/", "bücher.example", nil), false},
-		{"body declined", withBody, false},
-		{"Connection: close declined", closing, false},
-		{"CONNECT declined", mk("CONNECT", "https://a.example:443", "a.example:443", nil), false},
+			"Host": {"evil.example"}, "Content-Length": {"5"}, "Transfer-Encoding": {"chunked"}, "Trailer": {"X"}}), nil, true},
+		{"POST without body sends Content-Length 0", mk("POST", "https://a.example/", "a.example", nil), nil, true},
+		{"empty path is /", mk("GET", "https://a.example", "a.example", nil), nil, true},
+		{"force query", mk("GET", "https://a.example/p?", "a.example", nil), nil, true},
+		{"host from URL", mk("GET", "https://b.example:444/", "", nil), nil, true},
+		{"IPv6 host", mk("GET", "https://[2001:db8::1]:443/", "[2001:db8::1]:443", nil), nil, true},
+		{"obs-text value", mk("GET", "https://a.example/", "a.example", http.Header{"X-Name": {"caf\xc3\xa9"}}), nil, true},
+		{"newline in value declined", mk("GET", "https://a.example/", "a.example", http.Header{"X-A": {"a\r\nX-Evil: 1"}}), nil, false},
+		{"newline in User-Agent declined", mk("GET", "https://a.example/", "a.example", http.Header{"User-Agent": {"a\nb"}}), nil, false},
+		{"bad key declined", mk("GET", "https://a.example/", "a.example", http.Header{"X A": {"1"}}), nil, false},
+		{"zone in host declined", mk("GET", "https://a.example/", "[fe80::1%25eth0]:443", nil), nil, false},
+		{"non-ASCII host declined", mk("GET", "https://a.example/", "bücher.example", nil), nil, false},
+		{"Content-Length body", withLength(mk("POST", "https://a.example/v1", "a.example", http.Header{
+			"Content-Type": {"application/json"}, "Expect": {"100-continue"}}), 9), body(`{"a": 1}` + "\n"), true},
+		{"GET with a body", withLength(mk("GET", "https://a.example/", "a.example", nil), 2), body("hi"), true},
+		{"body shorter than its length", withLength(mk("PUT", "https://a.example/", "a.example", nil), 5), body("hi"), true},
+		{"body longer than its length", withLength(mk("PUT", "https://a.example/", "a.example", nil), 1), body("hi"), true},
+		{"unknown length declined", chunked, body("hi"), false},
+		{"length without body declined", withLength(mk("POST", "https://a.example/", "a.example", nil), 2), nil, false},
+		{"Connection: close declined", closing, nil, false},
+		{"CONNECT declined", mk("CONNECT", "https://a.example:443", "a.example:443", nil), nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := checkWrite(t, tc.req); got != tc.fast {
+			if got := checkWrite(t, tc.req, tc.body); got != tc.fast {
 				t.Fatalf("fast writer took it: %v, want %v", got, tc.fast)
 			}
 		})
 	}
 }
 
-func TestWriteBodilessRequestAllocations(t *testing.T) {
+func TestWriteRequestAllocations(t *testing.T) {
 	req, _ := http.NewRequest("GET", "https://a.example/v1/items?id=7", nil)
 	req.Header = http.Header{"Accept": {"application/json"}, "User-Agent": {"curl/8.5"}, "X-Forwarded-For": {"192.0.2.1"}}
 	bw := bufio.NewWriterSize(io.Discard, 4096)
 	if n := testing.AllocsPerRun(100, func() {
-		if !WriteBodilessRequest(bw, io.Discard, req) {
-			t.Fatal("declined")
+		if ok, err := WriteRequest(bw, req); !ok || err != nil {
+			t.Fatal("declined", err)
 		}
 		bw.Flush()
 	}); n != 0 {
-		t.Fatalf("writeBodilessRequest allocates %v times", n)
+		t.Fatalf("WriteRequest allocates %v times for a request without a body", n)
 	}
 }
 
-func FuzzWriteBodilessRequest(f *testing.F) {
+func FuzzWriteRequest(f *testing.F) {
 	f.Add("GET", "/a?b=c", "a.example", "X-A", " v ", "ua/1")
 	f.Add("POST", "/", "a.example:1", "Cookie", "a=b", "")
 	f.Add("PUT", "/%2F", "[::1]:80", "x-lower", "\xff", "\t")
@@ -128,7 +150,11 @@ func FuzzWriteBodilessRequest(f *testing.F) {
 			return
 		}
 		req := &http.Request{Method: method, URL: u, Host: host, Header: http.Header{key: {value}, "User-Agent": {ua}}}
-		checkWrite(t, req)
+		checkWrite(t, req, nil)
+		if value != "" {
+			req.ContentLength = int64(len(value))
+			checkWrite(t, req, func() io.ReadCloser { return io.NopCloser(strings.NewReader(value)) })
+		}
 	})
 }
 
@@ -137,6 +163,27 @@ func untouched(t *testing.T, br *bufio.Reader, raw []byte) {
 	t.Helper()
 	if rest, _ := io.ReadAll(br); !bytes.Equal(rest, raw) {
 		t.Fatalf("declined message consumed input")
+	}
+}
+
+// sameBody reads both bodies to the end (in small reads) and fails unless they hold the same
+// bytes and end the same way (io.EOF, or the same error).
+func sameBody(t *testing.T, got, want io.Reader) {
+	t.Helper()
+	var gotBody []byte
+	var gotErr error
+	buf := make([]byte, 7)
+	for gotErr == nil {
+		var n int
+		n, gotErr = got.Read(buf)
+		gotBody = append(gotBody, buf[:n]...)
+	}
+	if gotErr == io.EOF {
+		gotErr = nil
+	}
+	wantBody, wantErr := io.ReadAll(want)
+	if !bytes.Equal(gotBody, wantBody) || !errors.Is(gotErr, wantErr) && (gotErr == nil || wantErr == nil || gotErr.Error() != wantErr.Error()) {
+		t.Fatalf("body: got %q, %v; want %q, %v", gotBody, gotErr, wantBody, wantErr)
 	}
 }
 
@@ -176,22 +223,7 @@ func checkRead(t *testing.T, raw []byte, method string) bool {
 	if want.ContentLength == 0 && want.Body != http.NoBody {
 		t.Fatalf("ReadResponse gave a body for Content-Length 0")
 	}
-	b := &Body{R: br, Left: got.ContentLength}
-	var gotBody []byte
-	var gotErr error
-	buf := make([]byte, 7)
-	for gotErr == nil {
-		var n int
-		n, gotErr = b.Read(buf)
-		gotBody = append(gotBody, buf[:n]...)
-	}
-	wantBody, wantErr := io.ReadAll(want.Body)
-	if gotErr == io.EOF {
-		gotErr = nil
-	}
-	if !bytes.Equal(gotBody, wantBody) || !errors.Is(gotErr, wantErr) && (gotErr == nil || wantErr == nil || gotErr.Error() != wantErr.Error()) {
-		t.Fatalf("body: got %q, %v; want %q, %v", gotBody, gotErr, wantBody, wantErr)
-	}
+	sameBody(t, &Body{R: br, Left: got.ContentLength}, want.Body)
 	sameRest(t, br, wbr)
 	return true
 }
@@ -300,10 +332,11 @@ func checkReadRequest(t *testing.T, raw []byte, max int) bool {
 		got.ProtoMajor != want.ProtoMajor || got.ProtoMinor != want.ProtoMinor ||
 		got.Host != want.Host || got.RequestURI != want.RequestURI ||
 		got.ContentLength != want.ContentLength || got.Close != want.Close ||
-		got.Body != want.Body || got.TransferEncoding != nil || want.TransferEncoding != nil ||
+		(got.Body == http.NoBody) != (want.Body == http.NoBody) || got.TransferEncoding != nil || want.TransferEncoding != nil ||
 		got.Trailer != nil || want.Trailer != nil || !reflect.DeepEqual(got.Header, want.Header) {
 		t.Fatalf("fast parser differs from ReadRequest for %q\n got: %+v %+v\nwant: %+v %+v", raw, got, got.URL, want, want.URL)
 	}
+	sameBody(t, got.Body, want.Body)
 	sameRest(t, br, wbr)
 	return true
 }
@@ -331,7 +364,13 @@ func TestReadRequestMatchesNetHTTP(t *testing.T) {
 		{"HTTP/1.0 declined", "GET / HTTP/1.0\r\nHost: a\r\n\r\n", false},
 		{"no Host declined", "GET / HTTP/1.1\r\nX-A: b\r\n\r\n", false},
 		{"two Hosts declined", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", false},
-		{"body declined", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi", false},
+		{"Content-Length body", "POST /v1/items HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 9\r\n\r\n{\"a\": 1}", true},
+		{"body, then the next request left", "PUT /a HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhiGET / HTTP/1.1\r\n", true},
+		{"truncated body", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nshort", true},
+		{"Content-Length 0", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", true},
+		{"two lengths declined", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nhi", false},
+		{"bad length declined", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x2\r\n\r\nhi", false},
+		{"length and chunked declined", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", false},
 		{"chunked declined", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", false},
 		{"Connection: close declined", "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", false},
 		{"Pragma declined", "GET / HTTP/1.1\r\nHost: a\r\nPragma: no-cache\r\n\r\n", false},
@@ -358,6 +397,7 @@ func FuzzReadRequest(f *testing.F) {
 	f.Add([]byte("GET /v1/items?id=7 HTTP/1.1\r\nHost: gw.example\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n"))
 	f.Add([]byte("DELETE /a;b HTTP/1.1\r\nhost: a\r\nx-a: 1\r\nX-A:2\r\nConnection: keep-alive\r\n\r\nGET"))
 	f.Add([]byte("GET /p?q? HTTP/1.1\r\nHost: [::1]:80\r\n\r\n"))
+	f.Add([]byte("POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		checkReadRequest(t, raw, 1<<20)
 	})
