@@ -90,7 +90,7 @@ type headerLimit struct {
 type errHeaderTooLarge struct{ max int64 }
 
 func (e *errHeaderTooLarge) Error() string {
-	return fmt.Sprintf("backend response header larger than %d bytes", e.max)
+	return fmt.Sprintf("backend response header larger than %d bytes (4 x limits.max_header_bytes; raise that limit if the backend's headers are legitimately this large)", e.max)
 }
 
 func (l *headerLimit) Read(p []byte) (int, error) {

@@ -69,10 +69,7 @@ func startPebble(t *testing.T, dnsAddr string, tlsPort, httpPort int, validity t
 	t.Helper()
 	bin := findPebble(t)
 	dir := t.TempDir()
-	ca, err := devca.New("pebble listener test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := newTestCA(t, "pebble listener test CA")
 	leaf, err := ca.Issue([]string{"localhost"}, []netip.Addr{netip.MustParseAddr("127.0.0.1")}, time.Hour)
 	if err != nil {
 		t.Fatal(err)

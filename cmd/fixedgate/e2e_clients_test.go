@@ -278,31 +278,26 @@ func TestClientMatrix(t *testing.T) {
 	reqSkip, httpxSkip := havePython(t, "requests"), havePython(t, "httpx")
 	// requests 2.28 + urllib3 1.26 (Debian 12): urllib3 1.26 can speak TLS to a proxy and
 	// verifies it against the same roots as the origin (REQUESTS_CA_BUNDLE/verify=).
-	for _, c := range []struct{ script, name, proxy, want, skip string }{
-		{"requests_proxies.py", "requests-proxies/http", httpProxy, "ok", reqSkip},
-		{"requests_proxies.py", "requests-proxies/https", httpsProxy, "ok", reqSkip},
-		{"requests_proxies.py", "requests-proxies/http-nocreds", bareHTTP, "407", reqSkip},
-		{"requests_proxies.py", "requests-proxies/https-nocreds", bareHTTPS, "407", reqSkip},
-		{"httpx_proxies.py", "httpx-proxies/http", httpProxy, "ok", httpxSkip},
-		{"httpx_proxies.py", "httpx-proxies/https", httpsProxy, "ok", httpxSkip},
-		{"httpx_proxies.py", "httpx-proxies/http-nocreds", bareHTTP, "407", httpxSkip},
-		{"httpx_proxies.py", "httpx-proxies/https-nocreds", bareHTTPS, "407", httpxSkip},
+	for _, c := range []struct {
+		script, name, proxy, want, skip string
+		via                             func(string) []string // proxies= argument or environment
+	}{
+		{"requests_proxies.py", "requests-proxies/http", httpProxy, "ok", reqSkip, viaURL},
+		{"requests_proxies.py", "requests-proxies/https", httpsProxy, "ok", reqSkip, viaURL},
+		{"requests_proxies.py", "requests-proxies/http-nocreds", bareHTTP, "407", reqSkip, viaURL},
+		{"requests_proxies.py", "requests-proxies/https-nocreds", bareHTTPS, "407", reqSkip, viaURL},
+		{"httpx_proxies.py", "httpx-proxies/http", httpProxy, "ok", httpxSkip, viaURL},
+		{"httpx_proxies.py", "httpx-proxies/https", httpsProxy, "ok", httpxSkip, viaURL},
+		{"httpx_proxies.py", "httpx-proxies/http-nocreds", bareHTTP, "407", httpxSkip, viaURL},
+		{"httpx_proxies.py", "httpx-proxies/https-nocreds", bareHTTPS, "407", httpxSkip, viaURL},
+		{"requests_env.py", "requests-environment/http", httpProxy, "ok", reqSkip, viaEnv},
+		{"requests_env.py", "requests-environment/https", httpsProxy, "ok", reqSkip, viaEnv},
+		{"requests_env.py", "requests-environment/http-nocreds", bareHTTP, "407", reqSkip, viaEnv},
+		{"httpx_env.py", "httpx-environment/http", httpProxy, "ok", httpxSkip, viaEnv},
+		{"httpx_env.py", "httpx-environment/https", httpsProxy, "ok", httpxSkip, viaEnv},
+		{"httpx_env.py", "httpx-environment/http-nocreds", bareHTTP, "407", httpxSkip, viaEnv},
 	} {
-		r := clientRun{name: c.name, skip: c.skip, argv: py(c.script), env: viaURL(c.proxy), want: c.want}
-		if strings.HasPrefix(c.name, "httpx") && strings.HasSuffix(c.name, "/https") {
-			r.knownIssue, r.reason = `UNEXPECTED_MESSAGE|WRONG_VERSION_NUMBER|ConnectError`, httpxHTTPSProxyIssue
-		}
-		runs = append(runs, r)
-	}
-	for _, c := range []struct{ script, name, proxy, want, skip string }{
-		{"requests_env.py", "requests-environment/http", httpProxy, "ok", reqSkip},
-		{"requests_env.py", "requests-environment/https", httpsProxy, "ok", reqSkip},
-		{"requests_env.py", "requests-environment/http-nocreds", bareHTTP, "407", reqSkip},
-		{"httpx_env.py", "httpx-environment/http", httpProxy, "ok", httpxSkip},
-		{"httpx_env.py", "httpx-environment/https", httpsProxy, "ok", httpxSkip},
-		{"httpx_env.py", "httpx-environment/http-nocreds", bareHTTP, "407", httpxSkip},
-	} {
-		r := clientRun{name: c.name, skip: c.skip, argv: py(c.script), env: viaEnv(c.proxy), want: c.want}
+		r := clientRun{name: c.name, skip: c.skip, argv: py(c.script), env: c.via(c.proxy), want: c.want}
 		if strings.HasPrefix(c.name, "httpx") && strings.HasSuffix(c.name, "/https") {
 			r.knownIssue, r.reason = `UNEXPECTED_MESSAGE|WRONG_VERSION_NUMBER|ConnectError`, httpxHTTPSProxyIssue
 		}

@@ -22,25 +22,16 @@ import (
 // startMTLSProxy starts the usual e2e proxy with tls.client_ca set to the PEM of clientCA.
 func startMTLSProxy(t *testing.T, f *fixture, clientCA *devca.CA, extra string) *proc {
 	t.Helper()
-	dir := t.TempDir()
-	caFile := filepath.Join(dir, "client-ca.pem")
+	caFile := filepath.Join(t.TempDir(), "client-ca.pem")
 	if err := os.WriteFile(caFile, clientCA.CertPEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	plain, tlsPort, admin := freePort(t, ingressIP), freePort(t, ingressIP), freePort(t, ingressIP)
-	caDir := filepath.Join(dir, "ca")
-	cfg := f.config(plain, tlsPort, admin, caDir, extra)
-	if !strings.Contains(cfg, "tls:\n  self_signed:") {
-		t.Fatal("fixture config has no tls.self_signed to extend")
-	}
-	cfg = strings.Replace(cfg, "tls:\n  self_signed:", fmt.Sprintf("tls:\n  client_ca: %q\n  self_signed:", caFile), 1)
-	p := startBinary(t, cfg)
-	p.caFile = filepath.Join(caDir, "ca.crt")
-	p.plain = fmt.Sprintf("%s:%d", ingressIP, plain)
-	p.tlsAddr = fmt.Sprintf("%s:%d", ingressIP, tlsPort)
-	p.admin = fmt.Sprintf("%s:%d", ingressIP, admin)
-	p.waitReady()
-	return p
+	return f.startProxyWith(t, extra, func(cfg string) string {
+		if !strings.Contains(cfg, "tls:\n  self_signed:") {
+			t.Fatal("fixture config has no tls.self_signed to extend")
+		}
+		return strings.Replace(cfg, "tls:\n  self_signed:", fmt.Sprintf("tls:\n  client_ca: %q\n  self_signed:", caFile), 1)
+	})
 }
 
 func issueClient(t *testing.T, ca *devca.CA, name string) gotls.Certificate {
@@ -109,14 +100,8 @@ func requestLogUsers(p *proc) []string {
 
 func TestMTLSClientIdentity(t *testing.T) {
 	f := newFixture(t)
-	clientCA, err := devca.New("e2e client CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	strangerCA, err := devca.New("e2e stranger CA")
-	if err != nil {
-		t.Fatal(err)
-	}
+	clientCA := newTestCA(t, "e2e client CA")
+	strangerCA := newTestCA(t, "e2e stranger CA")
 	p := startMTLSProxy(t, f, clientCA, "")
 	pool := proxyPool(t, p)
 	base := func() *gotls.Config {
@@ -240,10 +225,7 @@ func startMTLSBackend(t *testing.T, f *fixture, clientCA *devca.CA) int {
 // backend that requires one; without it the backend refuses and the client gets 502.
 func TestMTLSUpstreamClientCertificate(t *testing.T) {
 	f := newFixture(t)
-	backendCA, err := devca.New("e2e backend client CA")
-	if err != nil {
-		t.Fatal(err)
-	}
+	backendCA := newTestCA(t, "e2e backend client CA")
 	port := startMTLSBackend(t, f, backendCA)
 	dir := t.TempDir()
 	pair := issueClient(t, backendCA, "fixedgate-proxy")
@@ -302,10 +284,7 @@ func TestMTLSUpstreamClientCertificate(t *testing.T) {
 func TestMTLSWithACMETLSALPN(t *testing.T) {
 	f := newFixture(t)
 	f.dns.Set(acmeName, 60, netip.MustParseAddr(ingressIP))
-	clientCA, err := devca.New("e2e client CA")
-	if err != nil {
-		t.Fatal(err)
-	}
+	clientCA := newTestCA(t, "e2e client CA")
 	caFile := filepath.Join(t.TempDir(), "client-ca.pem")
 	writeTestFile(t, caFile, clientCA.CertPEM())
 	ap := newACMEProxyPorts(t, filepath.Join(t.TempDir(), "certs"))

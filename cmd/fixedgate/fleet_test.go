@@ -21,8 +21,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/fixedgate/fixedgate/tls/devca"
 )
 
 const fleetName = "fleet.test"
@@ -75,14 +73,8 @@ type backendReply struct {
 // startFleet starts n backends offering HTTP/2 and HTTP/1.1; with h1Only, HTTP/1.1 alone.
 func startFleet(t *testing.T, n int, h1Only ...bool) *fleet {
 	t.Helper()
-	ca, err := devca.New("e2e fleet CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := devca.New("someone else's CA")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := newTestCA(t, "e2e fleet CA")
+	other := newTestCA(t, "someone else's CA")
 	f := &fleet{t: t, caFile: filepath.Join(t.TempDir(), "fleet-ca.pem"), protos: []string{"h2", "http/1.1"}}
 	if len(h1Only) > 0 && h1Only[0] {
 		f.protos = []string{"http/1.1"}
@@ -90,6 +82,7 @@ func startFleet(t *testing.T, n int, h1Only ...bool) *fleet {
 	if err := os.WriteFile(f.caFile, ca.CertPEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	var err error
 	if f.good, err = ca.Issue([]string{fleetName}, nil, time.Hour); err != nil {
 		t.Fatal(err)
 	}

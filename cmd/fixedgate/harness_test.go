@@ -73,10 +73,7 @@ type origin struct {
 
 func startOrigin(t *testing.T) *origin {
 	t.Helper()
-	ca, err := devca.New("e2e origin CA")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := newTestCA(t, "e2e origin CA")
 	o := &origin{ca: ca, caFile: filepath.Join(t.TempDir(), "origin-ca.pem"), received: make(chan string, 100)}
 	if err := os.WriteFile(o.caFile, ca.CertPEM(), 0o644); err != nil {
 		t.Fatal(err)
@@ -240,6 +237,16 @@ func (c *child) log() string {
 	return c.logs.String()
 }
 
+// newTestCA makes a throwaway CA for a test's certificates.
+func newTestCA(t *testing.T, name string) *devca.CA {
+	t.Helper()
+	ca, err := devca.New(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
 // proc is a running fixedgate binary.
 type proc struct {
 	*child
@@ -303,9 +310,19 @@ log: {level: info, format: json}
 // startProxy writes the config from f and starts the binary, waiting for its "ready" log line.
 func (f *fixture) startProxy(t *testing.T, extra string) *proc {
 	t.Helper()
+	return f.startProxyWith(t, extra, nil)
+}
+
+// startProxyWith is startProxy with edit, if set, applied to the config text first.
+func (f *fixture) startProxyWith(t *testing.T, extra string, edit func(cfg string) string) *proc {
+	t.Helper()
 	plain, tlsPort, admin := freePort(t, ingressIP), freePort(t, ingressIP), freePort(t, ingressIP)
 	caDir := filepath.Join(t.TempDir(), "ca")
-	p := startBinary(t, f.config(plain, tlsPort, admin, caDir, extra))
+	cfg := f.config(plain, tlsPort, admin, caDir, extra)
+	if edit != nil {
+		cfg = edit(cfg)
+	}
+	p := startBinary(t, cfg)
 	p.caFile = filepath.Join(caDir, "ca.crt")
 	p.plain = fmt.Sprintf("%s:%d", ingressIP, plain)
 	p.tlsAddr = fmt.Sprintf("%s:%d", ingressIP, tlsPort)
