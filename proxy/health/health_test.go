@@ -563,7 +563,9 @@ func TestPickSpreadsLoad(t *testing.T) {
 		a.Done(Success)
 	}
 
-	// Picks that stay in flight balance the fleet: P2C keeps the spread small.
+	// Picks that stay in flight balance the fleet: P2C keeps the spread small. It is random, so
+	// the bound leaves room: over 10,000 runs the spread was 2 to 10 (1 run above 9), while one
+	// random choice per pick spreads 4000 over 40 by about 40.
 	var open []Attempt
 	for range 4000 {
 		a, _ := tr.Pick(fleet, port, nil)
@@ -574,8 +576,8 @@ func TestPickSpreadsLoad(t *testing.T) {
 		n := tr.backends[ap(a)].inflight.Load()
 		lo, hi = min(lo, n), max(hi, n)
 	}
-	if hi-lo > 6 {
-		t.Errorf("4000 picks in flight over 40 backends: %d..%d each; want a spread of at most 6", lo, hi)
+	if hi-lo > 15 {
+		t.Errorf("4000 picks in flight over 40 backends: %d..%d each; want a spread of at most 15", lo, hi)
 	}
 	for _, a := range open {
 		a.Done(Success)
