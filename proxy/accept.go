@@ -50,12 +50,16 @@ func (s *Server) newConnServer(ln net.Listener, name string, tlsConfig *tls.Conf
 			SendTimeout:       s.limits.SendTimeout,
 			MaxHeaderBytes:    s.limits.MaxHeaderBytes,
 			ErrorLog:          s.panicLog, // h1server logs only handler panics
+			Rejected: func(remote string, status int, reason string) {
+				s.rejected(name, remote, "HTTP/1.x", status, reason)
+			},
 		},
 		acceptDone: make(chan struct{}),
 		conns:      map[net.Conn]struct{}{},
 	}
 	if tlsConfig != nil {
-		cs.h2 = &http2.Server{IdleTimeout: s.limits.IdleTimeout, WriteByteTimeout: s.limits.SendTimeout, MaxUploadBufferPerStream: 1 << 20}
+		cs.h2 = &http2.Server{IdleTimeout: s.limits.IdleTimeout, WriteByteTimeout: s.limits.SendTimeout, MaxUploadBufferPerStream: 1 << 20,
+			MaxReadFrameSize: h2MaxFrameSize}
 		cs.h2base = &http.Server{
 			Handler:           s,
 			ReadHeaderTimeout: s.limits.ReadHeaderTimeout,

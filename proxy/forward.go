@@ -33,7 +33,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveConnect(rw, r, rec)
 	case r.URL.IsAbs():
 		rec.door = "forward"
-		s.serveForward(rw, r, rec)
+		s.serveForward(rw, r, x)
 	case s.opts.Contract != nil && strings.HasPrefix(r.URL.Path, "/ip-ranges."):
 		// The contract is served on every listener, ahead of any route.
 		rec.door = "contract"
@@ -52,6 +52,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.status = http.StatusOK
 	}
 	s.finish(rec)
+}
+
+// rejected records a request refused before any door because its bytes are malformed or
+// ambiguous (h1server's Rejected hook, h2Guard): a summary line and the request counters, with
+// door "malformed". proto says which parser refused it.
+func (s *Server) rejected(listener, client, proto string, status int, reason string) {
+	s.finish(&record{start: time.Now(), listener: listener, client: client, door: "malformed",
+		status: status, reason: proto + ": " + reason})
 }
 
 func (s *Server) finish(rec *record) {
@@ -372,7 +380,8 @@ func (st *stream) CloseWrite() error {
 
 // serveForward proxies an absolute-form request (plain HTTP from an HTTP_PROXY client), upgraded
 // to HTTPS upstream where the matching rule says upgrade_tls.
-func (s *Server) serveForward(w http.ResponseWriter, r *http.Request, rec *record) {
+func (s *Server) serveForward(w http.ResponseWriter, r *http.Request, x *exchange) {
+	rec := &x.rec
 	rec.target = r.URL.Host
 	identity, ok := s.authenticate(w, r, rec)
 	if !ok {
@@ -424,7 +433,8 @@ func (s *Server) serveForward(w http.ResponseWriter, r *http.Request, rec *recor
 	}
 	fr := &forwardReq{route: rt, scheme: scheme, host: host}
 	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = &countingBody{ReadCloser: r.Body, n: &rec.bytesUp}
+		x.body = countingBody{ReadCloser: r.Body, n: &rec.bytesUp}
+		r.Body, fr.body = &x.body, &x.body
 	}
 	s.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKey{}, fr)))
 }
@@ -435,6 +445,7 @@ type forwardKey struct{}
 type forwardReq struct {
 	*route
 	scheme, host string
+	body         *countingBody // the client's request body, nil without one
 }
 
 func newReverseProxy(s *Server) *httputil.ReverseProxy {
@@ -446,7 +457,8 @@ func newReverseProxy(s *Server) *httputil.ReverseProxy {
 			pr.Out.Host = ""
 			pr.Out.Header.Add("Via", "1.1 fixedgate")
 		},
-		Transport: s.egressTransport(),
+		Transport:      s.egressTransport(),
+		ModifyResponse: closeAfterRefusedUpgrade,
 		// 0: one write for headers and a small body. ReverseProxy still flushes every write of
 		// a streaming response (text/event-stream, or no Content-Length), so SSE works.
 		FlushInterval: 0,
@@ -456,10 +468,11 @@ func newReverseProxy(s *Server) *httputil.ReverseProxy {
 			fr := r.Context().Value(forwardKey{}).(*forwardReq)
 			target := fr.scheme + "://" + fr.host
 			switch {
-			case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
-				fr.rec.status, fr.rec.err = 499, err // client went away; nobody reads a reply
+			case s.refuseBadBody(w, r, fr.rec, fr.body):
 			case errors.Is(err, egress.ErrNoFamily), errors.Is(err, egress.ErrNoneActive), isDialError(err):
 				s.dialFailed(w, fr.rec, target, err)
+			case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+				fr.rec.status, fr.rec.err = 499, err // client went away; nobody reads a reply
 			case isTimeout(err):
 				s.refuse(w, fr.rec, http.StatusGatewayTimeout, "timeout waiting for "+target, err)
 			default:
@@ -467,6 +480,18 @@ func newReverseProxy(s *Server) *httputil.ReverseProxy {
 			}
 		},
 	}
+}
+
+// closeAfterRefusedUpgrade ends an HTTP/1.x client connection after the response to a
+// request that asked to switch protocols (Upgrade) and was refused. A balancer in front may
+// have taken the Upgrade as done and now pass the client's bytes through unparsed; whatever
+// the client sent after it must not be read here as further requests.
+func closeAfterRefusedUpgrade(resp *http.Response) error {
+	if req := resp.Request; resp.StatusCode != http.StatusSwitchingProtocols && req != nil &&
+		req.ProtoMajor == 1 && req.Header.Get("Upgrade") != "" {
+		resp.Header.Set("Connection", "close")
+	}
+	return nil
 }
 
 func deniedReason(err error) string {
@@ -509,22 +534,54 @@ func shortNetErr(err error) string {
 	return err.Error()
 }
 
+// countingBody is a client's request body on its way upstream: it counts the bytes for the
+// summary line and keeps the first read error, so that a request that failed because the
+// client's body was malformed is answered 400, not 502.
 type countingBody struct {
 	io.ReadCloser
-	n *int64
+	n   *int64
+	err atomic.Pointer[error] // read by the handler while the transport may still be reading
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	*b.n += int64(n)
+	if err != nil && err != io.EOF {
+		b.err.CompareAndSwap(nil, &err)
+	}
 	return n, err
+}
+
+// refuseBadBody answers a proxied request that failed because reading the client's body
+// failed, and reports whether it did: 400 when the body was malformed (bad chunked framing, a
+// length the HTTP/2 stream did not keep), 499 in the log when the client left mid-body.
+// Nothing complete reached the origin: the body was cut short there too.
+func (s *Server) refuseBadBody(w http.ResponseWriter, r *http.Request, rec *record, body *countingBody) bool {
+	if body == nil {
+		return false
+	}
+	ep := body.err.Load()
+	if ep == nil {
+		return false
+	}
+	err := *ep
+	if r.Context().Err() != nil || errors.Is(err, io.ErrUnexpectedEOF) {
+		rec.status, rec.err = 499, err
+		return true
+	}
+	if r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close") // what is left of the body cannot be framed
+	}
+	s.refuse(w, rec, http.StatusBadRequest, "malformed request body: "+err.Error(), err)
+	return true
 }
 
 // exchange is what one request carries through the doors, in a single allocation.
 type exchange struct {
-	rec record
-	rw  responseRecorder
-	gw  gwReq
+	rec  record
+	rw   responseRecorder
+	gw   gwReq
+	body countingBody
 }
 
 // responseRecorder notes status and bytes for the summary line; Unwrap keeps Flush and Hijack

@@ -240,6 +240,7 @@ type gwReq struct {
 	fleet    []netip.Addr
 	identity string
 	rec      *record
+	body     *countingBody // the client's request body, nil without one
 	attempts int
 	tried    [4]netip.AddrPort
 }
@@ -257,7 +258,8 @@ func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request, x *exchang
 	gr := &x.gw
 	*gr = gwReq{route: rt, fleet: fleet, identity: clientIP, rec: rec}
 	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = &countingBody{ReadCloser: r.Body, n: &rec.bytesUp}
+		x.body = countingBody{ReadCloser: r.Body, n: &rec.bytesUp}
+		r.Body, gr.body = &x.body, &x.body
 	}
 	s.gwProxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), gatewayKey{}, gr)))
 }
@@ -322,7 +324,8 @@ func newGatewayProxy(s *Server) *httputil.ReverseProxy {
 				}
 			}
 		},
-		Transport: roundTripperFunc(s.gatewayRoundTrip),
+		Transport:      roundTripperFunc(s.gatewayRoundTrip),
+		ModifyResponse: closeAfterRefusedUpgrade,
 		// 0: one write for headers and a small body. ReverseProxy still flushes every write of
 		// a streaming response (text/event-stream, or no Content-Length), so SSE works.
 		FlushInterval: 0,
@@ -418,6 +421,12 @@ func (s *Server) gatewayRoundTrip(req *http.Request) (*http.Response, error) {
 			// In flight until the body is done: a long stream (SSE, a download) keeps its backend busy.
 			resp.Body = &attemptBody{ReadCloser: resp.Body, att: att}
 			return resp, nil
+		}
+		if err != nil && gr.body != nil && gr.body.err.Load() != nil {
+			// The client's body failed (malformed, or the client left): nothing to hold
+			// against the backend, or a client could eject backends at will.
+			att.Done(health.Canceled)
+			return nil, err
 		}
 		att.Done(outcome(resp, err, req.Context()))
 		if err == nil {
@@ -636,6 +645,7 @@ func (s *Server) gatewayError(w http.ResponseWriter, r *http.Request, err error)
 	var te *tlsError
 	var cve *tls.CertificateVerificationError
 	switch {
+	case s.refuseBadBody(w, r, gr.rec, gr.body):
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		gr.rec.status, gr.rec.err = 499, err
 	case errors.As(err, &cve):

@@ -4,11 +4,15 @@
 // request is one buffered read and its response one flush. Handlers are ordinary http.Handlers:
 // Flush, Hijack and http.ResponseController work as they do with net/http.
 //
-// Parsing is net/http's own (http.ReadRequest), so requests are accepted or refused exactly as
-// net/http would, and the body framing (Content-Length, chunked) is the standard library's. The
-// one exception is speed, not judgement: a request whose header is already buffered, with no
-// body or one framed by a single Content-Length, is parsed by package h1wire, which takes only
-// the shapes it parses exactly as ReadRequest does and leaves every other request to it.
+// Parsing is net/http's own (http.ReadRequest), and the body framing (Content-Length, chunked)
+// is the standard library's. Everything net/http's server refuses is refused here too, and more:
+// a proxy must frame a message exactly as the hops before and after it do, so heads that
+// ReadRequest tolerates but other parsers read differently (bare LF, obs-fold, white space before
+// a colon, Transfer-Encoding beside Content-Length or in HTTP/1.0) get 400
+// and a closed connection (strict.go). One exception is speed, not judgement: a request whose
+// header is already buffered, with no body or one framed by a single Content-Length, is parsed
+// by package h1wire, which takes only shapes that pass those checks and that it parses exactly
+// as ReadRequest does, and leaves every other request to it.
 package h1server
 
 import (
@@ -52,6 +56,11 @@ type Server struct {
 	MaxHeaderBytes int
 	// ErrorLog receives handler panics; nil uses the log package's standard logger.
 	ErrorLog *log.Logger
+	// Rejected, when set, is told of every request the server answers itself, before any
+	// handler, because it could not be read or is malformed or ambiguous: the client's address,
+	// the status sent and its one-line reason. The connection is closed after that response.
+	// Clients that leave or time out before a request is complete are not reported.
+	Rejected func(remote string, status int, reason string)
 
 	mu     sync.Mutex
 	conns  map[*conn]struct{}
@@ -254,7 +263,7 @@ func (c *conn) serve(ctx context.Context) {
 		req, ok := h1wire.ReadRequest(c.br, int(c.srv.maxHeaderBytes()))
 		if !ok {
 			var err error
-			if req, err = http.ReadRequest(c.br); err != nil {
+			if req, err = c.readRequestStrict(); err != nil {
 				c.lr.n = 1<<63 - 1
 				c.refuseBad(err)
 				return
@@ -267,6 +276,40 @@ func (c *conn) serve(ctx context.Context) {
 	}
 }
 
+// readRequestStrict reads a request with http.ReadRequest, then checks its raw head with
+// checkHead and checkFraming (see strict.go): what ReadRequest tolerates but another hop may
+// frame differently is refused. The head's bytes are recorded as they pass the limit reader, so
+// the check sees exactly what was parsed. (h1wire's fast path takes only heads that pass these
+// checks already: CRLF lines, token names, no Transfer-Encoding.)
+func (c *conn) readRequestStrict() (*http.Request, error) {
+	pre, _ := c.br.Peek(c.br.Buffered())
+	c.lr.rec = append(c.lr.rec[:0], pre...)
+	c.lr.recording = true
+	req, err := http.ReadRequest(c.br)
+	c.lr.recording = false
+	raw := c.lr.rec
+	if cap(c.lr.rec) > 64<<10 {
+		c.lr.rec = nil // an outsized head's buffer is not kept for the connection's life
+	}
+	if err != nil {
+		return nil, err
+	}
+	f, err := checkHead(raw)
+	if err == nil {
+		err = checkFraming(f, req)
+	}
+	if err != nil {
+		return nil, &strictError{err}
+	}
+	return req, nil
+}
+
+// strictError is a request refused by checkHead or checkFraming: always 400.
+type strictError struct{ err error }
+
+func (e *strictError) Error() string { return e.err.Error() }
+func (e *strictError) Unwrap() error { return e.err }
+
 // headerBuffered reports whether a whole request header is already in br, so that reading it
 // cannot block and needs no deadline of its own.
 func headerBuffered(br *bufio.Reader) bool {
@@ -278,7 +321,10 @@ func headerBuffered(br *bufio.Reader) bool {
 // headers, 400 with the reason for malformed ones, nothing for a client that left or timed out.
 func (c *conn) refuseBad(err error) {
 	var ne net.Error
+	var se *strictError
 	switch {
+	case errors.As(err, &se):
+		c.writeError(http.StatusBadRequest, se.Error())
 	case c.lr.hit:
 		c.writeError(http.StatusRequestHeaderFieldsTooLarge, "")
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
@@ -295,7 +341,17 @@ func (c *conn) refuseBad(err error) {
 func (c *conn) writeError(code int, reason string) {
 	body := fmt.Sprintf("%d %s", code, http.StatusText(code))
 	if reason != "" {
-		body += ": " + sanitizeReason(reason)
+		if len(reason) > 200 { // net/http's parse errors quote the offending line
+			reason = reason[:200] + "..."
+		}
+		reason = sanitizeReason(reason)
+		body += ": " + reason
+	}
+	if c.srv.Rejected != nil {
+		if reason == "" {
+			reason = http.StatusText(code)
+		}
+		c.srv.Rejected(c.remote, code, reason)
 	}
 	c.rwc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	fmt.Fprintf(c.rwc, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
@@ -410,10 +466,10 @@ func (c *conn) serveRequest(parent context.Context, req *http.Request) bool {
 	return keep
 }
 
-// lingerAfterResponse half-closes when the client may still be sending (an unread body), so
-// the response is not lost to a reset.
+// lingerAfterResponse half-closes when the client may still be sending (an unread body, or
+// pipelined requests that will not be served), so the response is not lost to a reset.
 func (c *conn) lingerAfterResponse(req *http.Request) {
-	if req.Body != http.NoBody {
+	if req.Body != http.NoBody || c.br.Buffered() > 0 {
 		c.lingerClose()
 	}
 }
@@ -436,9 +492,11 @@ func (c *conn) runHandler(w *response, req *http.Request) {
 // limitReader caps how much the header reader may consume; hit records that the cap was
 // reached (the request gets 431).
 type limitReader struct {
-	r   io.Reader
-	n   int64
-	hit bool
+	r         io.Reader
+	n         int64
+	hit       bool
+	recording bool   // append what is read to rec (a request head being parsed)
+	rec       []byte // reused between requests
 }
 
 func (l *limitReader) Read(p []byte) (int, error) {
@@ -451,6 +509,9 @@ func (l *limitReader) Read(p []byte) (int, error) {
 	}
 	n, err := l.r.Read(p)
 	l.n -= int64(n)
+	if l.recording {
+		l.rec = append(l.rec, p[:n]...)
+	}
 	return n, err
 }
 

@@ -187,6 +187,9 @@ func (p *Policy) Allow(t Target) (AllowRule, error) {
 		if name, addr, err = normalizeHost(t.Host); err != nil {
 			return AllowRule{}, &Denied{Reason: fmt.Sprintf("host %q is not a valid host name", t.Host)}
 		}
+		if IsLocalhostName(name) {
+			return AllowRule{}, &Denied{Reason: fmt.Sprintf("host %s is a loopback name (RFC 6761 reserves localhost and *.localhost for this machine)", name)}
+		}
 	}
 	for _, r := range p.rules {
 		if r.host.match(name, addr) && slices.Contains(r.ports, t.Port) {
@@ -194,6 +197,13 @@ func (p *Policy) Allow(t Target) (AllowRule, error) {
 		}
 	}
 	return AllowRule{}, &Denied{Reason: fmt.Sprintf("host %s port %d matches no forward.allow rule", name, t.Port)}
+}
+
+// IsLocalhostName reports whether name, canonical (lower case, no trailing dot), is localhost
+// or under it: RFC 6761 reserves those names for the loopback interface, so they are refused by
+// name, whatever a resolver or an allow rule would say.
+func IsLocalhostName(name string) bool {
+	return name == "localhost" || strings.HasSuffix(name, ".localhost")
 }
 
 // CheckAddr checks one resolved (or literal) address and port before dialling:

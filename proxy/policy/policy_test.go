@@ -276,7 +276,7 @@ func TestAllow(t *testing.T) {
 
 func TestAllowAny(t *testing.T) {
 	p := mustNew(t, Config{Allow: []AllowRule{{Host: "*", Ports: []int{443, 80}}}})
-	for _, s := range []string{"example.com:443", "a.b.c:80", "8.8.8.8:443", "[::1]:443", "localhost:80"} {
+	for _, s := range []string{"example.com:443", "a.b.c:80", "8.8.8.8:443", "[::1]:443", "localhost.example.com:80", "mylocalhost:443"} {
 		target, err := ParseAuthority(s)
 		if err != nil {
 			t.Fatal(err)
@@ -288,6 +288,23 @@ func TestAllowAny(t *testing.T) {
 	target, _ := ParseAuthority("example.com:8443")
 	if _, err := p.Allow(target); err == nil {
 		t.Error("Allow(example.com:8443) allowed a port outside the rule")
+	}
+}
+
+// TestAllowRefusesLocalhostNames: localhost and *.localhost are refused by name, before any DNS
+// question, however they are spelled and even when a rule names them (RFC 6761).
+func TestAllowRefusesLocalhostNames(t *testing.T) {
+	p := mustNew(t, Config{Allow: []AllowRule{{Host: "*", Ports: []int{443}}, {Host: "localhost"}, {Host: "*.localhost"}}})
+	for _, s := range []string{"localhost:443", "LOCALHOST:443", "localhost.:443", "LocalHost.:443", "a.localhost:443", "A.B.LOCALHOST.:443"} {
+		target, err := ParseAuthority(s)
+		if err != nil {
+			t.Fatalf("ParseAuthority(%q): %v", s, err)
+		}
+		_, err = p.Allow(target)
+		var d *Denied
+		if !errors.As(err, &d) || !strings.Contains(d.Reason, "loopback name") {
+			t.Errorf("Allow(%s) = %v, want a *Denied naming the loopback name", s, err)
+		}
 	}
 }
 
