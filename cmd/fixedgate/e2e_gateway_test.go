@@ -25,6 +25,12 @@ const gwHost = "gw.test"
 // from the SSRF guard.
 func startGateway(t *testing.T, f *fixture, fl *fleet, minTTL string, extra string, routeExtra ...string) *proc {
 	t.Helper()
+	return startGatewayEdit(t, f, fl, minTTL, extra, nil, routeExtra...)
+}
+
+// startGatewayEdit is startGateway with edit, if set, applied to the config text last.
+func startGatewayEdit(t *testing.T, f *fixture, fl *fleet, minTTL string, extra string, edit func(string) string, routeExtra ...string) *proc {
+	t.Helper()
 	plain, tlsPort, admin := freePort(t, ingressIP), freePort(t, ingressIP), freePort(t, ingressIP)
 	caDir := t.TempDir()
 	route := fmt.Sprintf("host: %s, upstream: \"https://%s:%d\"", gwHost, fleetName, fl.port)
@@ -40,6 +46,9 @@ health:
 	cfg = strings.Replace(cfg, "  allow:\n", fmt.Sprintf("  allow:\n    - {host: %s, ports: [%d]}\n", fleetName, fl.port), 1)
 	cfg = strings.Replace(cfg, "resolver:\n", "resolver:\n  min_ttl: "+minTTL+"\n", 1)
 	cfg = strings.Replace(cfg, "upstream_tls:\n  ca_file: "+strconv.Quote(f.origin.caFile), "upstream_tls:\n  ca_file: "+strconv.Quote(fl.caFile), 1)
+	if edit != nil {
+		cfg = edit(cfg)
+	}
 	p := startBinary(t, cfg)
 	p.caFile = caDir + "/ca.crt"
 	p.plain = fmt.Sprintf("%s:%d", ingressIP, plain)
