@@ -68,19 +68,7 @@ if ((POST_BYTES > 0)) && [[ " $MODES " == *" h2 "* ]]; then
 fi
 
 # ---- 0. packages ------------------------------------------------------------------------
-need_pkgs=()
-command -v nginx >/dev/null || need_pkgs+=(nginx-light)
-command -v haproxy >/dev/null || need_pkgs+=(haproxy)
-command -v taskset >/dev/null || need_pkgs+=(util-linux)
-command -v curl >/dev/null || need_pkgs+=(curl)
-ensure_pkgs "${need_pkgs[@]}"
-NGINX_VER=$(nginx -v 2>&1 | sed -n 's|.*nginx/\([0-9.]*\).*|\1|p')
-NGINX_PKG=$(dpkg-query -W -f='${binary:Package} ${Version}' nginx-light 2>/dev/null || dpkg -S "$(command -v nginx)" 2>/dev/null | cut -d: -f1 || echo "?")
-NGINX_SSL=$(nginx -V 2>&1 | sed -n 's/^built with \(OpenSSL [^ ]*\).*/\1/p')
-HAPROXY_VER=$(haproxy -v 2>&1 | sed -n '1s/^HAProxy version \([^ ]*\).*/\1/p')
-HAPROXY_SSL=$(haproxy -vv 2>&1 | sed -n 's/^Running on \(OpenSSL version : \)\?\(OpenSSL [^ ]*\).*/\2/p' | head -1)
-nginx -V 2>&1 | grep -q -- '--with-http_v2_module' || die "this nginx has no HTTP/2 module"
-nginx -V 2>&1 | grep -q -- '--with-http_ssl_module' || die "this nginx has no SSL module"
+ensure_gw_peers # lib.sh: nginx-light, haproxy, util-linux, curl; NGINX_VER/_PKG/_SSL, HAPROXY_VER/_SSL
 
 # ---- 1. limits, build -------------------------------------------------------------------
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -99,140 +87,13 @@ LIFE=$((ROUNDS * 4 * 3 * (DURATION + WARMUP + 10) + 900))
 BACKEND_PROTO=$([[ $BACKEND_H2 == 1 ]] && echo "h2 + http/1.1" || echo "HTTP/1.1 only")
 log "starting origin on $ORIGIN (backend, $BACKEND_PROTO) + $ORIGIN_IP:$DIRECT_PORT (direct, h2 + http/1.1) and DNS ($ORIGIN_NAME -> $ORIGIN_IP) on CPU $SERVER_CPU; loadgen on CPU $LOADGEN_CPU; RLIMIT_NOFILE=$NOFILE"
 origin_h2=(); [[ $BACKEND_H2 == 1 ]] && origin_h2=(-h2)
-start_bg origin "$LG" origin -listen "$ORIGIN" -listen-h2 "$ORIGIN_IP:$DIRECT_PORT" "${origin_h2[@]}" -ca-out "$ORIGIN_CA" \
-  -dns "$ORIGIN_NAME" -max-life "${LIFE}s"
-start_bg dns "$LG" dns -listen 127.0.0.1:0 -addr-out "$WORK/dns.addr" -name "$ORIGIN_NAME=$ORIGIN_IP" -ttl 300 -max-life "${LIFE}s"
-for _ in $(seq 1 100); do
-  grep -q '^READY' "$WORK/logs/origin.log" 2>/dev/null && grep -q '^READY' "$WORK/logs/dns.log" 2>/dev/null && break
-  sleep 0.1
-done
-grep -q '^READY' "$WORK/logs/origin.log" || die "origin did not start: $(cat "$WORK/logs/origin.log")"
-grep -q '^READY' "$WORK/logs/dns.log" || die "dns did not start: $(cat "$WORK/logs/dns.log")"
-DNS_ADDR=$(cat "$WORK/dns.addr")
+start_origin_dns "$LIFE" -listen-h2 "$ORIGIN_IP:$DIRECT_PORT" "${origin_h2[@]}"
 
-mkdir -p "$WORK/nginx/tmp" "$WORK/haproxy" "$WORK/fixedgate"
-"$LG" gencert -dir "$WORK/nginx/tls" -ips "$NGINX_IP" -dns "$GW_NAME" -cn "$GW_NAME"
-"$LG" gencert -dir "$WORK/haproxy/tls" -ips "$HAPROXY_IP" -dns "$GW_NAME" -cn "$GW_NAME"
-cat "$WORK/haproxy/tls/server.crt" "$WORK/haproxy/tls/server.key" >"$WORK/haproxy/tls/server.pem"
+gen_gw_peer_certs
 # a CA that did NOT sign the origin's certificate, for the negative control
 "$LG" gencert -dir "$WORK/wrong-ca" -ips "$ORIGIN_IP" -dns "$ORIGIN_NAME" -cn "$ORIGIN_NAME"
 WRONG_CA=$WORK/wrong-ca/ca.crt
 
-ver_ge() { [[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -1)" == "$2" ]]; } # ver_ge A B: A >= B
-NGINX_USER=$(id -u www-data >/dev/null 2>&1 && echo www-data || echo "nobody nogroup")
-write_nginx_conf() { # FILE CA
-  local listen h2on=""
-  if ver_ge "$NGINX_VER" 1.25.1; then listen="listen $NGINX_IP:$GW_PORT ssl;"; h2on="http2 on;"
-  else listen="listen $NGINX_IP:$GW_PORT ssl http2;"; fi # 1.22 in Debian 12
-  local temps="client_body_temp_path $WORK/nginx/tmp/body;
-    proxy_temp_path $WORK/nginx/tmp/proxy;"
-  local m
-  for m in fastcgi uwsgi scgi; do
-    nginx -V 2>&1 | grep -q -- "--without-http_${m}_module" || temps+="
-    ${m}_temp_path $WORK/nginx/tmp/$m;"
-  done
-  cat >"$1" <<EOF
-# nginx $NGINX_VER as a TLS reverse proxy; Debian defaults kept except where noted.
-user $NGINX_USER;
-master_process on;
-worker_processes 1;
-worker_rlimit_nofile 8192;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    $temps
-    $([[ $ACCESS_LOG == 1 ]] && echo "access_log $WORK/nginx/access.log combined buffer=64k flush=1s;" || echo "access_log off;")
-    # the default keepalive_requests (1000) would close the bench's long-lived connections
-    keepalive_requests 1000000;
-    keepalive_timeout 60s;
-    upstream origin_pool {
-        server $ORIGIN_IP:$ORIGIN_PORT;
-        keepalive 64;
-        keepalive_requests 1000000;
-        keepalive_timeout 60s;
-    }
-    server {
-        $listen
-        $h2on
-        server_name $GW_NAME;
-        ssl_certificate $WORK/nginx/tls/server.crt;
-        ssl_certificate_key $WORK/nginx/tls/server.key;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        location / {
-            proxy_pass https://origin_pool;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            # the forwarding headers fixedgate sets on every gateway request (the issue requires them)
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Host \$host;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_ssl_verify on;
-            proxy_ssl_trusted_certificate $2;
-            proxy_ssl_name $ORIGIN_NAME;
-            proxy_ssl_server_name on;
-            proxy_ssl_session_reuse on;
-            # dial the origin from the proxy's own IP (fixedgate dials from its egress IP), so the
-            # origin can count each proxy's connections
-            proxy_bind $NGINX_IP;
-        }
-    }
-}
-EOF
-}
-write_haproxy_cfg() { # FILE CA [neg]: neg = the negative-control variant, which always logs the backend TLS error
-  local logon=$ACCESS_LOG fmt="option httplog"
-  if [[ ${3:-} == neg ]]; then logon=1; fmt='log-format "%ci:%cp [%tr] %ST %tsc %b/%s ssl_bc_err=%[ssl_bc_err] %[ssl_bc_err_str]"'; fi
-  cat >"$1" <<EOF
-# haproxy $HAPROXY_VER as a TLS reverse proxy
-global
-    nbthread 1
-    maxconn 4096
-$([[ $logon == 1 ]] && echo "    log stdout format raw local0 info   # one line per request, to $WORK/haproxy/access*.log")
-    ssl-default-bind-options ssl-min-ver TLSv1.2
-    ssl-default-server-options ssl-min-ver TLSv1.2
-    # haproxy prefers its own cipher order (OpenSSL's: AES-256 first); put AES-128-GCM first so
-    # every target negotiates the same TLS 1.3 suite with the client (nginx follows the client's)
-    ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
-defaults
-    mode http
-$([[ $logon == 1 ]] && printf '    log global\n    %s' "$fmt" || echo "    no log")
-    option http-keep-alive
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    timeout http-request 10s
-    timeout http-keep-alive 60s
-frontend gw
-    bind $HAPROXY_IP:$GW_PORT ssl crt $WORK/haproxy/tls/server.pem alpn h2,http/1.1
-    # the forwarding headers fixedgate sets on every gateway request (the issue requires them)
-    option forwardfor
-    http-request set-header X-Forwarded-Host %[req.hdr(host)]
-    http-request set-header X-Forwarded-Proto https
-    default_backend origin_pool
-backend origin_pool
-    http-reuse always
-    server o1 $ORIGIN_IP:$ORIGIN_PORT ssl verify required ca-file $2 sni str($ORIGIN_NAME) verifyhost $ORIGIN_NAME alpn http/1.1 source $HAPROXY_IP
-EOF
-}
-write_fixedgate_yaml() { # FILE CA
-  cat >"$1" <<EOF
-listen:
-  - {address: "$FG_IP:$GW_PORT", tls: true}
-tls:
-  self_signed: {dir: $WORK/fixedgate/ca}
-  default_name: $GW_NAME
-routes:
-  - {host: $GW_NAME, upstream: "https://$ORIGIN_NAME:$ORIGIN_PORT"}
-upstream_tls: {ca_file: $2}
-resolver: {servers: ["$DNS_ADDR"]}
-forward: {allow_networks: [127.0.0.0/8]}
-egress: {addresses: [$FG_EGRESS]}
-admin: {listen: "$FG_ADMIN"}
-log: {level: info, format: json$([[ $ACCESS_LOG == 1 ]] && echo ", flush_interval: 1s")}   # as nginx's access_log buffer=64k flush=1s
-limits: {max_conns_per_listener: 20000}
-EOF
-}
 write_nginx_conf "$WORK/nginx/nginx.conf" "$ORIGIN_CA"
 write_nginx_conf "$WORK/nginx/nginx-wrong-ca.conf" "$WRONG_CA"
 write_haproxy_cfg "$WORK/haproxy/haproxy.cfg" "$ORIGIN_CA"
@@ -320,36 +181,6 @@ run_extra_after() { # what the origin saw from this target's source IP during th
   done
   echo "${out}o_open=$(kv "$b" conns_open)"
 }
-wait_fixedgate_ready() {
-  local ok=0
-  for _ in $(seq 1 100); do
-    if curl -fsS -m 1 -o /dev/null "http://$FG_ADMIN/readyz" 2>/dev/null; then ok=1; break; fi
-    kill -0 "${PIDS[fixedgate]}" 2>/dev/null || break
-    sleep 0.2
-  done
-  ((ok)) || { tail -20 "$WORK/logs/fixedgate.log" >&2; die "fixedgate /readyz never answered 200"; }
-}
-start_proxy() { # NAME [wrong-ca]
-  local name=$1 variant=${2:-}
-  case $name in
-    nginx)
-      local conf=$WORK/nginx/nginx.conf
-      [[ $variant == wrong-ca ]] && conf=$WORK/nginx/nginx-wrong-ca.conf
-      start_bg nginx nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$conf" -g 'daemon off;' ;;
-    haproxy)
-      local cfg=$WORK/haproxy/haproxy.cfg
-      [[ $variant == wrong-ca ]] && cfg=$WORK/haproxy/haproxy-wrong-ca.cfg
-      # haproxy's "log stdout" goes to its own file: it clears O_APPEND on fd 1, so it must
-      # not share the file that start_bg appends to
-      # shellcheck disable=SC2016
-      start_bg haproxy sh -c 'exec haproxy -f "$1" -db >"$2"' sh "$cfg" "$WORK/haproxy/access${variant:+-$variant}.log" ;;
-    fixedgate)
-      local y=$WORK/fixedgate/fixedgate.yaml
-      [[ $variant == wrong-ca ]] && y=$WORK/fixedgate/fixedgate-wrong-ca.yaml
-      start_bg fixedgate "$WORK/bin/fixedgate" serve --config "$y"
-      wait_fixedgate_ready ;;
-  esac
-}
 probe() { # TARGET: one HTTP/1.1 and one HTTP/2 GET /json end to end, retried for up to 20 s
   local out
   # shellcheck disable=SC2046
@@ -361,7 +192,7 @@ negative_control() { # NAME: with a wrong origin CA the proxy must answer 5xx, n
   local name=$1 out ip s0 s1 dreq dacc why
   ip=$(src_of "$name")
   s0=$(grep -F "ip=$ip " <<<"$(origin_stats)" || echo "STATS")
-  start_proxy "$name" wrong-ca
+  start_gw_proxy "$name" wrong-ca
   # shellcheck disable=SC2046
   if ! out=$(lg gw-probe $(target_args "$name") -label "$name-wrong-ca" -expect-fail -timeout 20s); then
     stop_bg "$name"
@@ -390,7 +221,7 @@ if [[ $VERIFY_CHECK == 1 ]]; then
 fi
 for t in $TARGETS; do
   [[ $t == direct ]] && continue
-  start_proxy "$t"
+  start_gw_proxy "$t"
   probe "$t"
 done
 log "targets: $TARGETS; modes: $MODES"

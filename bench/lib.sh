@@ -1,4 +1,5 @@
-# bench/lib.sh — helpers shared by bench/run.sh (CONNECT) and bench/gateway.sh (reverse proxy).
+# bench/lib.sh — helpers shared by bench/run.sh (CONNECT), bench/gateway.sh (reverse proxy) and
+# bench/h2spec.sh (HTTP/2 conformance of the reverse proxies).
 # Sourced, not run. The sourcing script sets, before calling anything here:
 #   WORK (work dir, with logs/ and bin/), RAW (results file), NICE, SERVER_CPU, LOADGEN_CPU,
 #   INSTALL, FIXEDGATE, ROOT, ROUNDS; and, for run_one, the functions proxy_of TARGET and
@@ -118,6 +119,216 @@ build_fixedgate() {
   else
     log "fixedgate does not build yet (see $WORK/logs/fixedgate-build.log): its rows are skipped"
   fi
+}
+
+# go_install_tool NAME PKG@VERSION [LIMIT_S]: `go install PKG@VERSION` into $WORK/bin (GOBIN)
+# unless $WORK/bin/NAME is already there; run from $WORK, so the repository's go.mod is never
+# touched. Bounded by LIMIT_S seconds (default 1200).
+go_install_tool() {
+  local name=$1 pkg=$2 limit=${3:-1200}
+  [[ -x $WORK/bin/$name ]] && return 0
+  log "installing $name: go install $pkg (GOBIN=$WORK/bin, at most ${limit}s)"
+  if ! (cd "$WORK" && GOWORK=off GOBIN="$WORK/bin" GOFLAGS=${GOFLAGS:--buildvcs=false} \
+    timeout --kill-after=10 "$limit" go install "$pkg") >"$WORK/logs/$name-build.log" 2>&1; then
+    tail -20 "$WORK/logs/$name-build.log" >&2
+    die "go install $pkg failed (see $WORK/logs/$name-build.log)"
+  fi
+}
+
+# ---- gateway peers (bench/gateway.sh, bench/h2spec.sh) ------------------------------------
+# nginx, haproxy and fixedgate as TLS reverse proxies in front of the loadgen origin. The caller
+# sets WORK, LG (build_loadgen), ORIGIN (ip:port), ORIGIN_IP, ORIGIN_PORT, ORIGIN_CA, ORIGIN_NAME,
+# GW_NAME (the proxies' TLS name), GW_PORT, NGINX_IP, HAPROXY_IP, FG_IP, FG_ADMIN, FG_EGRESS,
+# ACCESS_LOG; FG_ROUTE_HOST (default GW_NAME) is the Host fixedgate's route answers.
+
+# ensure_gw_peers: installs nginx-light, haproxy, util-linux and curl when missing, sets
+# NGINX_VER, NGINX_PKG, NGINX_SSL, HAPROXY_VER, HAPROXY_SSL and NGINX_USER (nginx workers' user);
+# dies without nginx's HTTP/2 or SSL module.
+ensure_gw_peers() {
+  local need_pkgs=()
+  command -v nginx >/dev/null || need_pkgs+=(nginx-light)
+  command -v haproxy >/dev/null || need_pkgs+=(haproxy)
+  command -v taskset >/dev/null || need_pkgs+=(util-linux)
+  command -v curl >/dev/null || need_pkgs+=(curl)
+  ensure_pkgs "${need_pkgs[@]}"
+  NGINX_VER=$(nginx -v 2>&1 | sed -n 's|.*nginx/\([0-9.]*\).*|\1|p')
+  NGINX_PKG=$(dpkg-query -W -f='${binary:Package} ${Version}' nginx-light 2>/dev/null || dpkg -S "$(command -v nginx)" 2>/dev/null | cut -d: -f1 || echo "?")
+  NGINX_SSL=$(nginx -V 2>&1 | sed -n 's/^built with \(OpenSSL [^ ]*\).*/\1/p')
+  HAPROXY_VER=$(haproxy -v 2>&1 | sed -n '1s/^HAProxy version \([^ ]*\).*/\1/p')
+  HAPROXY_SSL=$(haproxy -vv 2>&1 | sed -n 's/^Running on \(OpenSSL version : \)\?\(OpenSSL [^ ]*\).*/\2/p' | head -1)
+  nginx -V 2>&1 | grep -q -- '--with-http_v2_module' || die "this nginx has no HTTP/2 module"
+  nginx -V 2>&1 | grep -q -- '--with-http_ssl_module' || die "this nginx has no SSL module"
+  NGINX_USER=$(id -u www-data >/dev/null 2>&1 && echo www-data || echo "nobody nogroup")
+}
+
+# start_origin_dns LIFE [extra origin args]: the loadgen origin on $ORIGIN (its CA written to
+# $ORIGIN_CA) and a DNS server answering $ORIGIN_NAME -> $ORIGIN_IP, both exiting after LIFE
+# seconds at the latest; waits until both are ready, sets DNS_ADDR.
+start_origin_dns() {
+  local life=$1; shift
+  start_bg origin "$LG" origin -listen "$ORIGIN" "$@" -ca-out "$ORIGIN_CA" -dns "$ORIGIN_NAME" -max-life "${life}s"
+  start_bg dns "$LG" dns -listen 127.0.0.1:0 -addr-out "$WORK/dns.addr" -name "$ORIGIN_NAME=$ORIGIN_IP" -ttl 300 -max-life "${life}s"
+  for _ in $(seq 1 100); do
+    grep -q '^READY' "$WORK/logs/origin.log" 2>/dev/null && grep -q '^READY' "$WORK/logs/dns.log" 2>/dev/null && break
+    sleep 0.1
+  done
+  grep -q '^READY' "$WORK/logs/origin.log" || die "origin did not start: $(cat "$WORK/logs/origin.log")"
+  grep -q '^READY' "$WORK/logs/dns.log" || die "dns did not start: $(cat "$WORK/logs/dns.log")"
+  DNS_ADDR=$(cat "$WORK/dns.addr")
+}
+
+# gen_gw_peer_certs: server certificates for nginx and haproxy ($GW_NAME and their IPs), signed
+# by a fresh CA each (ca.crt next to them).
+gen_gw_peer_certs() {
+  mkdir -p "$WORK/nginx/tmp" "$WORK/haproxy" "$WORK/fixedgate"
+  "$LG" gencert -dir "$WORK/nginx/tls" -ips "$NGINX_IP" -dns "$GW_NAME" -cn "$GW_NAME"
+  "$LG" gencert -dir "$WORK/haproxy/tls" -ips "$HAPROXY_IP" -dns "$GW_NAME" -cn "$GW_NAME"
+  cat "$WORK/haproxy/tls/server.crt" "$WORK/haproxy/tls/server.key" >"$WORK/haproxy/tls/server.pem"
+}
+
+ver_ge() { [[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -1)" == "$2" ]]; } # ver_ge A B: A >= B
+write_nginx_conf() { # FILE CA
+  local listen h2on=""
+  if ver_ge "$NGINX_VER" 1.25.1; then listen="listen $NGINX_IP:$GW_PORT ssl;"; h2on="http2 on;"
+  else listen="listen $NGINX_IP:$GW_PORT ssl http2;"; fi # 1.22 in Debian 12
+  local temps="client_body_temp_path $WORK/nginx/tmp/body;
+    proxy_temp_path $WORK/nginx/tmp/proxy;"
+  local m
+  for m in fastcgi uwsgi scgi; do
+    nginx -V 2>&1 | grep -q -- "--without-http_${m}_module" || temps+="
+    ${m}_temp_path $WORK/nginx/tmp/$m;"
+  done
+  cat >"$1" <<EOF
+# nginx $NGINX_VER as a TLS reverse proxy; Debian defaults kept except where noted.
+user $NGINX_USER;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile 8192;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    $temps
+    $([[ $ACCESS_LOG == 1 ]] && echo "access_log $WORK/nginx/access.log combined buffer=64k flush=1s;" || echo "access_log off;")
+    # the default keepalive_requests (1000) would close the bench's long-lived connections
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    upstream origin_pool {
+        server $ORIGIN_IP:$ORIGIN_PORT;
+        keepalive 64;
+        keepalive_requests 1000000;
+        keepalive_timeout 60s;
+    }
+    server {
+        $listen
+        $h2on
+        server_name $GW_NAME;
+        ssl_certificate $WORK/nginx/tls/server.crt;
+        ssl_certificate_key $WORK/nginx/tls/server.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {
+            proxy_pass https://origin_pool;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            # the forwarding headers fixedgate sets on every gateway request (the issue requires them)
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Host \$host;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate $2;
+            proxy_ssl_name $ORIGIN_NAME;
+            proxy_ssl_server_name on;
+            proxy_ssl_session_reuse on;
+            # dial the origin from the proxy's own IP (fixedgate dials from its egress IP), so the
+            # origin can count each proxy's connections
+            proxy_bind $NGINX_IP;
+        }
+    }
+}
+EOF
+}
+write_haproxy_cfg() { # FILE CA [neg]: neg = the negative-control variant, which always logs the backend TLS error
+  local logon=$ACCESS_LOG fmt="option httplog"
+  if [[ ${3:-} == neg ]]; then logon=1; fmt='log-format "%ci:%cp [%tr] %ST %tsc %b/%s ssl_bc_err=%[ssl_bc_err] %[ssl_bc_err_str]"'; fi
+  cat >"$1" <<EOF
+# haproxy $HAPROXY_VER as a TLS reverse proxy
+global
+    nbthread 1
+    maxconn 4096
+$([[ $logon == 1 ]] && echo "    log stdout format raw local0 info   # one line per request, to $WORK/haproxy/access*.log")
+    ssl-default-bind-options ssl-min-ver TLSv1.2
+    ssl-default-server-options ssl-min-ver TLSv1.2
+    # haproxy prefers its own cipher order (OpenSSL's: AES-256 first); put AES-128-GCM first so
+    # every target negotiates the same TLS 1.3 suite with the client (nginx follows the client's)
+    ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
+defaults
+    mode http
+$([[ $logon == 1 ]] && printf '    log global\n    %s' "$fmt" || echo "    no log")
+    option http-keep-alive
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-request 10s
+    timeout http-keep-alive 60s
+frontend gw
+    bind $HAPROXY_IP:$GW_PORT ssl crt $WORK/haproxy/tls/server.pem alpn h2,http/1.1
+    # the forwarding headers fixedgate sets on every gateway request (the issue requires them)
+    option forwardfor
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    http-request set-header X-Forwarded-Proto https
+    default_backend origin_pool
+backend origin_pool
+    http-reuse always
+    server o1 $ORIGIN_IP:$ORIGIN_PORT ssl verify required ca-file $2 sni str($ORIGIN_NAME) verifyhost $ORIGIN_NAME alpn http/1.1 source $HAPROXY_IP
+EOF
+}
+write_fixedgate_yaml() { # FILE CA
+  cat >"$1" <<EOF
+listen:
+  - {address: "$FG_IP:$GW_PORT", tls: true}
+tls:
+  self_signed: {dir: $WORK/fixedgate/ca}
+  default_name: $GW_NAME
+routes:
+  - {host: ${FG_ROUTE_HOST:-$GW_NAME}, upstream: "https://$ORIGIN_NAME:$ORIGIN_PORT"}
+upstream_tls: {ca_file: $2}
+resolver: {servers: ["$DNS_ADDR"]}
+forward: {allow_networks: [127.0.0.0/8]}
+egress: {addresses: [$FG_EGRESS]}
+admin: {listen: "$FG_ADMIN"}
+log: {level: info, format: json$([[ $ACCESS_LOG == 1 ]] && echo ", flush_interval: 1s")}   # as nginx's access_log buffer=64k flush=1s
+limits: {max_conns_per_listener: 20000}
+EOF
+}
+wait_fixedgate_ready() {
+  local ok=0
+  for _ in $(seq 1 100); do
+    if curl -fsS -m 1 -o /dev/null "http://$FG_ADMIN/readyz" 2>/dev/null; then ok=1; break; fi
+    kill -0 "${PIDS[fixedgate]}" 2>/dev/null || break
+    sleep 0.2
+  done
+  ((ok)) || { tail -20 "$WORK/logs/fixedgate.log" >&2; die "fixedgate /readyz never answered 200"; }
+}
+start_gw_proxy() { # NAME [wrong-ca]: nginx | haproxy | fixedgate, with the config written by write_*
+  local name=$1 variant=${2:-}
+  case $name in
+    nginx)
+      local conf=$WORK/nginx/nginx.conf
+      [[ $variant == wrong-ca ]] && conf=$WORK/nginx/nginx-wrong-ca.conf
+      start_bg nginx nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$conf" -g 'daemon off;' ;;
+    haproxy)
+      local cfg=$WORK/haproxy/haproxy.cfg
+      [[ $variant == wrong-ca ]] && cfg=$WORK/haproxy/haproxy-wrong-ca.cfg
+      # haproxy's "log stdout" goes to its own file: it clears O_APPEND on fd 1, so it must
+      # not share the file that start_bg appends to
+      # shellcheck disable=SC2016
+      start_bg haproxy sh -c 'exec haproxy -f "$1" -db >"$2"' sh "$cfg" "$WORK/haproxy/access${variant:+-$variant}.log" ;;
+    fixedgate)
+      local y=$WORK/fixedgate/fixedgate.yaml
+      [[ $variant == wrong-ca ]] && y=$WORK/fixedgate/fixedgate-wrong-ca.yaml
+      start_bg fixedgate "$WORK/bin/fixedgate" serve --config "$y"
+      wait_fixedgate_ready ;;
+  esac
 }
 
 # ---- one measured run -------------------------------------------------------------------
