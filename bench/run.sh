@@ -180,13 +180,7 @@ start_proxy() {
       probe tinyproxy ;;
     fixedgate)
       start_bg fixedgate "$WORK/bin/fixedgate" serve --config "$WORK/fixedgate/fixedgate.yaml"
-      local ok=0
-      for _ in $(seq 1 100); do
-        if curl -fsS -m 1 -o /dev/null "http://$FG_ADMIN/readyz" 2>/dev/null; then ok=1; break; fi
-        kill -0 "${PIDS[fixedgate]}" 2>/dev/null || break
-        sleep 0.2
-      done
-      ((ok)) || { tail -20 "$WORK/logs/fixedgate.log" >&2; die "fixedgate /readyz never answered 200"; }
+      wait_fixedgate_ready # lib.sh
       probe fixedgate-http; probe fixedgate-https ;;
   esac
 }
