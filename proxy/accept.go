@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,59 +25,88 @@ type connServer struct {
 	s         *Server
 	ln        net.Listener
 	name      string
-	tlsConfig *tls.Config // nil on a plain listener
-	h1        *h1server.Server
-	h2        *http2.Server
-	h2base    *http.Server // the HTTP/2 server's settings; its Shutdown sends GOAWAY on every h2 connection
+	tlsConfig *tls.Config  // nil on a plain listener
 	h2handler http.Handler // s, behind presizeStack: each HTTP/2 request runs on a new goroutine
+	gen       atomic.Pointer[connGen]
 
 	acceptDone chan struct{}
 	closing    atomic.Bool
 	wg         sync.WaitGroup // one per connection
 	mu         sync.Mutex
-	conns      map[net.Conn]struct{} // every accepted connection, for the hard stop
+	conns      map[net.Conn]*connGen // every accepted connection, for the hard stop
+	gens       []*connGen            // the current generation and older ones still serving
+}
+
+// connGen is the per-connection servers built from one set of limits. A reload with new limits
+// starts a new generation for new connections; an older one serves its connections to their end.
+type connGen struct {
+	limits Limits
+	h1     *h1server.Server
+	h2     *http2.Server
+	h2base *http.Server // the HTTP/2 server's settings; its Shutdown sends GOAWAY on every h2 connection
 }
 
 func (s *Server) newConnServer(ln net.Listener, name string, tlsConfig *tls.Config) *connServer {
 	cs := &connServer{
-		s:         s,
-		ln:        ln,
-		name:      name,
-		tlsConfig: tlsConfig,
-		h1: &h1server.Server{
-			Handler:           s,
-			ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
-			IdleTimeout:       s.limits.IdleTimeout,
-			SendTimeout:       s.limits.SendTimeout,
-			MaxHeaderBytes:    s.limits.MaxHeaderBytes,
-			ErrorLog:          s.panicLog, // h1server logs only handler panics
-			Rejected: func(remote string, status int, reason string) {
-				s.rejected(name, remote, "HTTP/1.x", status, reason)
-			},
-		},
+		s:          s,
+		ln:         ln,
+		name:       name,
+		tlsConfig:  tlsConfig,
 		acceptDone: make(chan struct{}),
-		conns:      map[net.Conn]struct{}{},
+		conns:      map[net.Conn]*connGen{},
 	}
 	if tlsConfig != nil {
-		cs.h2 = &http2.Server{IdleTimeout: s.limits.IdleTimeout, WriteByteTimeout: s.limits.SendTimeout, MaxUploadBufferPerStream: 1 << 20,
-			MaxReadFrameSize: h2MaxFrameSize}
-		cs.h2base = &http.Server{
-			Handler:           s,
-			ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
-			IdleTimeout:       s.limits.IdleTimeout,
-			MaxHeaderBytes:    s.limits.MaxHeaderBytes,
-			ErrorLog:          s.stdLog,
-		}
 		cs.h2handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			presizeStack()
 			s.ServeHTTP(w, r)
 		})
-		if err := http2.ConfigureServer(cs.h2base, cs.h2); err != nil {
+	}
+	cs.setLimits(s.cur().limits)
+	return cs
+}
+
+// setLimits starts a generation of servers with l for the connections accepted from now on.
+func (cs *connServer) setLimits(l Limits) {
+	s := cs.s
+	g := &connGen{
+		limits: l,
+		h1: &h1server.Server{
+			Handler:           s,
+			ReadHeaderTimeout: l.ReadHeaderTimeout,
+			IdleTimeout:       l.IdleTimeout,
+			SendTimeout:       l.SendTimeout,
+			MaxHeaderBytes:    l.MaxHeaderBytes,
+			ErrorLog:          s.panicLog, // h1server logs only handler panics
+			Rejected: func(remote string, status int, reason string) {
+				s.rejected(cs.name, remote, "HTTP/1.x", status, reason)
+			},
+		},
+	}
+	if cs.tlsConfig != nil {
+		g.h2 = &http2.Server{IdleTimeout: l.IdleTimeout, WriteByteTimeout: l.SendTimeout, MaxUploadBufferPerStream: 1 << 20,
+			MaxReadFrameSize: h2MaxFrameSize}
+		g.h2base = &http.Server{
+			Handler:           s,
+			ReadHeaderTimeout: l.ReadHeaderTimeout,
+			IdleTimeout:       l.IdleTimeout,
+			MaxHeaderBytes:    l.MaxHeaderBytes,
+			ErrorLog:          s.stdLog,
+		}
+		if err := http2.ConfigureServer(g.h2base, g.h2); err != nil {
 			// Only a TLS config with unusable cipher suites fails here, and h2base has none.
 			s.log.Error("http2 server setup", zap.Error(err))
 		}
 	}
-	return cs
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	// Older generations without connections are done.
+	inUse := map[*connGen]bool{}
+	for _, og := range cs.conns {
+		inUse[og] = true
+	}
+	cs.gens = slices.DeleteFunc(cs.gens, func(og *connGen) bool { return !inUse[og] })
+	cs.gens = append(cs.gens, g)
+	cs.gen.Store(g)
 }
 
 // serve accepts until the listener closes.
@@ -104,11 +134,14 @@ func (cs *connServer) serve() error {
 	}
 }
 
-func (cs *connServer) track(c net.Conn, add bool) {
+func (cs *connServer) track(c net.Conn, g *connGen) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	if add {
-		cs.conns[c] = struct{}{}
+	if g != nil {
+		cs.conns[c] = g
+		if !slices.Contains(cs.gens, g) { // pruned between its Load and now: shutdown must see it
+			cs.gens = append(cs.gens, g)
+		}
 	} else {
 		delete(cs.conns, c)
 	}
@@ -116,15 +149,16 @@ func (cs *connServer) track(c net.Conn, add bool) {
 
 func (cs *connServer) handle(c net.Conn) {
 	defer cs.wg.Done()
-	cs.track(c, true)
-	defer cs.track(c, false)
+	g := cs.gen.Load()
+	cs.track(c, g)
+	defer cs.track(c, nil)
 	ctx := context.WithValue(context.Background(), listenerKey{}, cs.name)
 	if cs.tlsConfig == nil {
-		cs.h1.ServeConn(ctx, c, nil)
+		g.h1.ServeConn(ctx, c, nil)
 		return
 	}
 	tc := tls.Server(c, cs.tlsConfig)
-	if d := cs.s.limits.ReadHeaderTimeout; d > 0 {
+	if d := g.limits.ReadHeaderTimeout; d > 0 {
 		c.SetDeadline(time.Now().Add(d))
 	}
 	if err := tc.HandshakeContext(ctx); err != nil {
@@ -139,9 +173,9 @@ func (cs *connServer) handle(c net.Conn) {
 	c.SetDeadline(time.Time{})
 	switch tc.ConnectionState().NegotiatedProtocol {
 	case "h2":
-		cs.serveNegotiatedH2(ctx, tc)
+		cs.serveNegotiatedH2(ctx, tc, g)
 	case "", "http/1.1":
-		cs.h1.ServeConn(ctx, tc, nil)
+		g.h1.ServeConn(ctx, tc, nil)
 	default: // acme-tls/1: the handshake was the whole exchange
 		tc.Close()
 	}
@@ -163,10 +197,20 @@ func (cs *connServer) shutdown(ctx context.Context) error {
 	cs.closing.Store(true)
 	cs.ln.Close()
 	<-cs.acceptDone
-	if cs.h2base != nil {
-		cs.h2base.Shutdown(ctx) // no listener of its own: this only starts the h2 GOAWAYs
+	cs.mu.Lock()
+	gens := slices.Clone(cs.gens)
+	cs.mu.Unlock()
+	for _, g := range gens {
+		if g.h2base != nil {
+			g.h2base.Shutdown(ctx) // no listener of its own: this only starts the h2 GOAWAYs
+		}
 	}
-	err := cs.h1.Shutdown(ctx)
+	var err error
+	for _, g := range gens {
+		if e := g.h1.Shutdown(ctx); err == nil {
+			err = e
+		}
+	}
 	done := make(chan struct{})
 	go func() { cs.wg.Wait(); close(done) }()
 	select {

@@ -17,8 +17,8 @@ import (
 // bytes decide. The HTTP/2 preface goes to the HTTP/2 server, behind h2Guard; a request line
 // of one of those two proxy shapes is served as HTTP/1.1 on the same connection; anything else
 // breaks the protocol the client chose and the connection is closed (RFC 9113 section 3.4).
-func (cs *connServer) serveNegotiatedH2(ctx context.Context, c *tls.Conn) {
-	if d := cs.s.limits.ReadHeaderTimeout; d > 0 {
+func (cs *connServer) serveNegotiatedH2(ctx context.Context, c *tls.Conn, g *connGen) {
+	if d := g.limits.ReadHeaderTimeout; d > 0 {
 		c.SetReadDeadline(time.Now().Add(d))
 	}
 	br := bufio.NewReaderSize(c, 4<<10)
@@ -26,18 +26,18 @@ func (cs *connServer) serveNegotiatedH2(ctx context.Context, c *tls.Conn) {
 	c.SetReadDeadline(time.Time{})
 	switch kind {
 	case sniffedH1Proxy:
-		cs.h1.ServeConn(ctx, c, br)
+		g.h1.ServeConn(ctx, c, br)
 		return
 	case sniffedOther:
 		c.Close()
 		return
 	}
 	remote := c.RemoteAddr().String()
-	guard := newH2Guard(br, cs.s.limits.MaxHeaderBytes, func(reason string) {
+	guard := newH2Guard(br, g.limits.MaxHeaderBytes, func(reason string) {
 		cs.s.rejected(cs.name, remote, "HTTP/2", 400, reason)
 	})
-	hc := newH2Coalescer(&peekedConn{Conn: c, r: guard}, cs.s.limits.SendTimeout)
-	cs.h2.ServeConn(hc, &http2.ServeConnOpts{Context: ctx, BaseConfig: cs.h2base, Handler: cs.h2handler})
+	hc := newH2Coalescer(&peekedConn{Conn: c, r: guard}, g.limits.SendTimeout)
+	g.h2.ServeConn(hc, &http2.ServeConnOpts{Context: ctx, BaseConfig: g.h2base, Handler: cs.h2handler})
 	hc.Close()
 }
 

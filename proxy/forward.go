@@ -23,14 +23,14 @@ import (
 
 // ServeHTTP is the forward door and the fallback for everything else a listener receives.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	x := &exchange{rec: record{start: time.Now(), client: r.RemoteAddr, listener: listenerName(r.Context())}}
+	x := &exchange{rec: record{start: time.Now(), client: r.RemoteAddr, listener: listenerName(r.Context())}, st: s.cur()}
 	rec := &x.rec
 	x.rw = responseRecorder{ResponseWriter: w, rec: rec}
 	rw := &x.rw
 	switch {
 	case r.Method == http.MethodConnect:
 		rec.door = "connect"
-		s.serveConnect(rw, r, rec)
+		s.serveConnect(rw, r, x)
 	case r.URL.IsAbs():
 		rec.door = "forward"
 		s.serveForward(rw, r, x)
@@ -40,7 +40,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.target = r.URL.Path
 		s.opts.Contract.ServeHTTP(rw, r)
 	default:
-		if rt := s.gateway.match(r.Host, r.URL.Path); rt != nil {
+		if rt := x.st.gateway.match(r.Host, r.URL.Path); rt != nil {
 			s.serveGateway(rw, r, x, rt)
 			break
 		}
@@ -106,26 +106,31 @@ func (s *Server) refuse(w http.ResponseWriter, rec *record, code int, reason str
 // says who may complete a handshake, forward.users who may use the forward door, so a CA that
 // also issues certificates for other purposes does not open the proxy to all of them, and
 // removing a name from forward.users revokes that client without a CRL.
-func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, rec *record) (string, bool) {
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, x *exchange) (string, bool) {
+	rec, auth := &x.rec, x.st.auth
 	if subject, ok := certIdentity(r.TLS); ok {
 		switch {
 		case subject == "":
 			s.refuse(w, rec, http.StatusForbidden, "client certificate names no subject (CommonName, DNS or URI SAN)", nil)
 			return "", false
-		case s.auth != nil && !s.auth.known(subject):
+		case auth != nil && !auth.known(subject):
 			rec.user = subject
 			s.refuse(w, rec, http.StatusForbidden, "client certificate subject "+strconv.Quote(subject)+" is not in forward.users", nil)
 			return "", false
 		}
 		rec.user = subject
+		x.who = principal{user: subject, viaCert: true}
+		if auth != nil {
+			rec.users = s.metrics.user(subject)
+		}
 		return subject, true
 	}
 	clientIP, _, _ := net.SplitHostPort(r.RemoteAddr)
-	if s.auth == nil {
+	if auth == nil {
 		return clientIP, true
 	}
 	h := r.Header.Get("Proxy-Authorization")
-	user, ok := s.auth.check(h)
+	user, ok := auth.check(h)
 	if !ok {
 		reason := "proxy credentials required"
 		if h != "" {
@@ -135,7 +140,17 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, rec *recor
 		return "", false
 	}
 	rec.user = user
+	rec.users = s.metrics.user(user)
+	x.who = principal{user: user, key: auth.keys[user]}
 	return user, true
+}
+
+// principal is who opened a tunnel, as a reload checks it again: a forward.users name and the
+// key it proved, a client certificate's subject, or nobody (no users were configured).
+type principal struct {
+	user    string
+	viaCert bool
+	key     [32]byte
 }
 
 // route is a destination that passed policy: the addresses that were checked and may be dialled,
@@ -149,7 +164,7 @@ type route struct {
 
 // resolveAndCheck applies the allow rules, resolves the name once and checks every address.
 // It answers the client itself on failure.
-func (s *Server) resolveAndCheck(ctx context.Context, w http.ResponseWriter, t policy.Target, port uint16, rec *record) (*route, bool) {
+func (s *Server) resolveAndCheck(ctx context.Context, w http.ResponseWriter, st *settings, t policy.Target, port uint16, rec *record) (*route, bool) {
 	var addrs []netip.Addr
 	if t.IsIP() {
 		addrs = []netip.Addr{t.Addr}
@@ -162,7 +177,7 @@ func (s *Server) resolveAndCheck(ctx context.Context, w http.ResponseWriter, t p
 		}
 	}
 	for _, a := range addrs {
-		if err := s.policy.CheckAddr(a, port); err != nil {
+		if err := st.policy.CheckAddr(a, port); err != nil {
 			reason := deniedReason(err)
 			if !t.IsIP() {
 				reason = t.Host + ": " + reason
@@ -231,9 +246,10 @@ func (s *Server) dialFailed(w http.ResponseWriter, rec *record, target string, e
 	}
 }
 
-func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, rec *record) {
+func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, x *exchange) {
+	rec := &x.rec
 	rec.target = r.RequestURI
-	identity, ok := s.authenticate(w, r, rec)
+	identity, ok := s.authenticate(w, r, x)
 	if !ok {
 		return
 	}
@@ -243,11 +259,11 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, rec *recor
 		return
 	}
 	rec.target = t.String()
-	if _, err := s.policy.Allow(t); err != nil {
+	if _, err := x.st.policy.Allow(t); err != nil {
 		s.refuse(w, rec, http.StatusForbidden, deniedReason(err), nil)
 		return
 	}
-	rt, ok := s.resolveAndCheck(r.Context(), w, t, t.Port, rec)
+	rt, ok := s.resolveAndCheck(r.Context(), w, x.st, t, t.Port, rec)
 	if !ok {
 		return
 	}
@@ -258,10 +274,17 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, rec *recor
 		return
 	}
 	rec.status = http.StatusOK
+	e := &tunnelEntry{principal: x.who, target: t, st: x.st}
+	if ap, err := netip.ParseAddrPort(upstream.RemoteAddr().String()); err == nil {
+		e.dialed = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
 	if r.ProtoMajor == 1 {
-		s.tunnelHTTP1(w, upstream, rec)
+		s.tunnelHTTP1(w, upstream, x, e)
 	} else {
-		s.tunnelStream(w, r, upstream, rec)
+		s.tunnelStream(w, r, upstream, x, e)
+	}
+	if why := e.revoked.Load(); why != nil {
+		rec.reason, rec.err = "policy_reload", errors.New("closed by a config reload: "+*why)
 	}
 	// A backend that accepts and then drops the connection before answering anything (the
 	// flapping link) connected fine, but failed the client.
@@ -276,7 +299,8 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, rec *recor
 }
 
 // tunnelHTTP1 takes over the client connection and splices it with upstream.
-func (s *Server) tunnelHTTP1(w http.ResponseWriter, upstream *net.TCPConn, rec *record) {
+func (s *Server) tunnelHTTP1(w http.ResponseWriter, upstream *net.TCPConn, x *exchange, e *tunnelEntry) {
+	rec := &x.rec
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		upstream.Close()
@@ -284,14 +308,18 @@ func (s *Server) tunnelHTTP1(w http.ResponseWriter, upstream *net.TCPConn, rec *
 		return
 	}
 	closeBoth := func() { conn.Close(); upstream.Close() }
-	entry := s.tunnels.add(closeBoth)
-	if entry == nil {
+	e.close = closeBoth
+	if !s.tunnels.add(e, s.cur()) {
 		io.WriteString(conn, "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 		closeBoth()
 		rec.status, rec.reason = http.StatusServiceUnavailable, "shutting down"
 		return
 	}
-	defer s.tunnels.done(entry)
+	defer s.tunnels.done(e)
+	if rec.users != nil {
+		rec.users.tunnels.Inc()
+		defer rec.users.tunnels.Dec()
+	}
 	conn.SetDeadline(time.Time{})
 	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
 		closeBoth()
@@ -313,23 +341,28 @@ func (s *Server) tunnelHTTP1(w http.ResponseWriter, upstream *net.TCPConn, rec *
 	if tcp := tcpOf(conn); tcp != nil {
 		client = tcp
 	}
-	p := &pipe{idle: s.limits.TunnelIdleTimeout}
+	p := &pipe{idle: x.st.limits.TunnelIdleTimeout}
 	rec.err = p.run(client, upstream, closeBoth)
 	rec.bytesUp += p.up.Load()
 	rec.bytesDown += p.down.Load()
 }
 
 // tunnelStream serves CONNECT over HTTP/2 (RFC 9113 §8.5): the stream is the tunnel.
-func (s *Server) tunnelStream(w http.ResponseWriter, r *http.Request, upstream *net.TCPConn, rec *record) {
+func (s *Server) tunnelStream(w http.ResponseWriter, r *http.Request, upstream *net.TCPConn, x *exchange, e *tunnelEntry) {
+	rec := &x.rec
 	rc := http.NewResponseController(w)
 	closeBoth := func() { r.Body.Close(); upstream.Close() }
-	entry := s.tunnels.add(closeBoth)
-	if entry == nil {
+	e.close = closeBoth
+	if !s.tunnels.add(e, s.cur()) {
 		upstream.Close()
 		s.refuse(w, rec, http.StatusServiceUnavailable, "shutting down", nil)
 		return
 	}
-	defer s.tunnels.done(entry)
+	defer s.tunnels.done(e)
+	if rec.users != nil {
+		rec.users.tunnels.Inc()
+		defer rec.users.tunnels.Dec()
+	}
 	w.WriteHeader(http.StatusOK)
 	if err := rc.Flush(); err != nil {
 		upstream.Close()
@@ -337,7 +370,7 @@ func (s *Server) tunnelStream(w http.ResponseWriter, r *http.Request, upstream *
 		return
 	}
 	st := &stream{body: r.Body, w: w, rc: rc, upstream: upstream}
-	p := &pipe{idle: s.limits.TunnelIdleTimeout}
+	p := &pipe{idle: x.st.limits.TunnelIdleTimeout}
 	rec.err = p.run(st, upstream, closeBoth)
 	rec.bytesUp, rec.bytesDown = p.up.Load(), p.down.Load()
 }
@@ -383,7 +416,7 @@ func (st *stream) CloseWrite() error {
 func (s *Server) serveForward(w http.ResponseWriter, r *http.Request, x *exchange) {
 	rec := &x.rec
 	rec.target = r.URL.Host
-	identity, ok := s.authenticate(w, r, rec)
+	identity, ok := s.authenticate(w, r, x)
 	if !ok {
 		return
 	}
@@ -407,7 +440,7 @@ func (s *Server) serveForward(w http.ResponseWriter, r *http.Request, x *exchang
 		return
 	}
 	rec.target = t.String()
-	rule, err := s.policy.Allow(t)
+	rule, err := x.st.policy.Allow(t)
 	if err != nil {
 		s.refuse(w, rec, http.StatusForbidden, deniedReason(err), nil)
 		return
@@ -419,7 +452,7 @@ func (s *Server) serveForward(w http.ResponseWriter, r *http.Request, x *exchang
 			port = 443
 		}
 	}
-	rt, ok := s.resolveAndCheck(r.Context(), w, t, port, rec)
+	rt, ok := s.resolveAndCheck(r.Context(), w, x.st, t, port, rec)
 	if !ok {
 		return
 	}
@@ -433,10 +466,11 @@ func (s *Server) serveForward(w http.ResponseWriter, r *http.Request, x *exchang
 	}
 	fr := &forwardReq{route: rt, scheme: scheme, host: host}
 	if r.Body != nil && r.Body != http.NoBody {
-		x.body = countingBody{ReadCloser: r.Body, n: &rec.bytesUp}
+		x.body.ReadCloser = r.Body
 		r.Body, fr.body = &x.body, &x.body
 	}
 	s.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKey{}, fr)))
+	rec.bytesUp = x.body.n.Load()
 }
 
 type forwardKey struct{}
@@ -539,13 +573,13 @@ func shortNetErr(err error) string {
 // client's body was malformed is answered 400, not 502.
 type countingBody struct {
 	io.ReadCloser
-	n   *int64
-	err atomic.Pointer[error] // read by the handler while the transport may still be reading
+	n   atomic.Int64          // the handler reads these while a transport's goroutine may
+	err atomic.Pointer[error] // still be reading the body (an HTTP/2 backend that answered early)
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	*b.n += int64(n)
+	b.n.Add(int64(n))
 	if err != nil && err != io.EOF {
 		b.err.CompareAndSwap(nil, &err)
 	}
@@ -582,6 +616,8 @@ type exchange struct {
 	rw   responseRecorder
 	gw   gwReq
 	body countingBody
+	st   *settings // in force when the request arrived; it keeps them to its end
+	who  principal // who authenticated, for tunnels a reload checks again
 }
 
 // responseRecorder notes status and bytes for the summary line; Unwrap keeps Flush and Hijack

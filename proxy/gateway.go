@@ -240,6 +240,7 @@ type gwReq struct {
 	fleet    []netip.Addr
 	identity string
 	rec      *record
+	st       *settings
 	body     *countingBody // the client's request body, nil without one
 	attempts int
 	tried    [4]netip.AddrPort
@@ -250,23 +251,24 @@ func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request, x *exchang
 	rec := &x.rec
 	rec.door = "gateway"
 	rec.target = rt.target
-	fleet, ok := s.gatewayFleet(r.Context(), w, rt, rec)
+	fleet, ok := s.gatewayFleet(r.Context(), w, x.st, rt, rec)
 	if !ok {
 		return
 	}
 	clientIP, _, _ := net.SplitHostPort(r.RemoteAddr)
 	gr := &x.gw
-	*gr = gwReq{route: rt, fleet: fleet, identity: clientIP, rec: rec}
+	*gr = gwReq{route: rt, fleet: fleet, identity: clientIP, rec: rec, st: x.st}
 	if r.Body != nil && r.Body != http.NoBody {
-		x.body = countingBody{ReadCloser: r.Body, n: &rec.bytesUp}
+		x.body.ReadCloser = r.Body
 		r.Body, gr.body = &x.body, &x.body
 	}
 	s.gwProxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), gatewayKey{}, gr)))
+	rec.bytesUp = x.body.n.Load()
 }
 
 // gatewayFleet resolves the route's upstream (warm names come from the cache without a query)
 // and keeps the addresses the SSRF guard allows. It answers the client itself on failure.
-func (s *Server) gatewayFleet(ctx context.Context, w http.ResponseWriter, rt *gwRoute, rec *record) ([]netip.Addr, bool) {
+func (s *Server) gatewayFleet(ctx context.Context, w http.ResponseWriter, st *settings, rt *gwRoute, rec *record) ([]netip.Addr, bool) {
 	fleet, err := s.routeFleet(ctx, rt)
 	if err != nil {
 		s.refuseLookup(w, rec, "upstream "+rt.name, err)
@@ -276,7 +278,7 @@ func (s *Server) gatewayFleet(ctx context.Context, w http.ResponseWriter, rt *gw
 	if v == nil || !sameSlice(v.from, fleet) {
 		v = &fleetView{from: fleet, allowed: make([]netip.Addr, 0, len(fleet))}
 		for _, a := range fleet {
-			if err := s.policy.CheckAddr(a, rt.port); err != nil {
+			if err := st.policy.CheckAddr(a, rt.port); err != nil {
 				v.denied = a
 				continue
 			}
@@ -307,7 +309,7 @@ func newGatewayProxy(s *Server) *httputil.ReverseProxy {
 			pr.Out.URL.Scheme = "https"
 			pr.Out.URL.Host = gr.route.authority
 			pr.Out.Host = gr.route.authority
-			if s.trustedClient(pr.In.RemoteAddr) {
+			if gr.st.trustedClient(pr.In.RemoteAddr) {
 				for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
 					if v, ok := pr.In.Header[h]; ok {
 						pr.Out.Header[h] = v
@@ -315,7 +317,7 @@ func newGatewayProxy(s *Server) *httputil.ReverseProxy {
 				}
 			}
 			pr.SetXForwarded()
-			if pr.In.TLS == nil && !s.trustedClient(pr.In.RemoteAddr) {
+			if pr.In.TLS == nil && !gr.st.trustedClient(pr.In.RemoteAddr) {
 				pr.Out.Header.Set("X-Forwarded-Proto", "http")
 			}
 			for k := range pr.Out.Header {
@@ -335,15 +337,15 @@ func newGatewayProxy(s *Server) *httputil.ReverseProxy {
 	}
 }
 
-func (s *Server) trustedClient(remote string) bool {
-	if len(s.opts.Gateway.TrustedProxies) == 0 {
+func (st *settings) trustedClient(remote string) bool {
+	if len(st.gw.TrustedProxies) == 0 {
 		return false
 	}
 	ap, err := netip.ParseAddrPort(remote)
 	if err != nil {
 		return false
 	}
-	for _, p := range s.opts.Gateway.TrustedProxies {
+	for _, p := range st.gw.TrustedProxies {
 		if p.Contains(ap.Addr().Unmap()) {
 			return true
 		}
@@ -385,7 +387,7 @@ func (s *Server) gatewayRoundTrip(req *http.Request) (*http.Response, error) {
 	var lastErr error
 	for {
 		if gr.attempts > 0 {
-			if !retryable(lastErr, req.Method, hasBody) || gr.attempts > s.opts.Gateway.MaxRetries || req.Context().Err() != nil {
+			if !retryable(lastErr, req.Method, hasBody) || gr.attempts > gr.st.gw.MaxRetries || req.Context().Err() != nil {
 				break
 			}
 			if !s.retryBudget.TryRetry() {
@@ -518,7 +520,8 @@ func (s *Server) backendTransport(src netip.Addr, name string, backend netip.Add
 	if t, ok := s.gwTransports[key]; ok {
 		return t
 	}
-	tlsCfg := s.opts.UpstreamTLS.Clone()
+	st := s.cur()
+	tlsCfg := st.upstreamTLS.Clone()
 	if tlsCfg == nil {
 		tlsCfg = &tls.Config{}
 	}
@@ -552,18 +555,18 @@ func (s *Server) backendTransport(src netip.Addr, name string, backend netip.Add
 			MaxIdleConns:           256,
 			MaxIdleConnsPerHost:    256,
 			IdleConnTimeout:        90 * time.Second,
-			ResponseHeaderTimeout:  s.limits.ResponseHeaderTimeout,
+			ResponseHeaderTimeout:  st.limits.ResponseHeaderTimeout,
 			ExpectContinueTimeout:  time.Second,
 			DisableCompression:     true,
-			MaxResponseHeaderBytes: int64(s.limits.MaxHeaderBytes) * 4,
+			MaxResponseHeaderBytes: int64(st.limits.MaxHeaderBytes) * 4,
 		}
 	}
 	if h1 {
 		t = newTransport()
 	} else {
 		t = &learnedPool{
-			h1: &h1Pool{dial: dial, responseHeaderTimeout: s.limits.ResponseHeaderTimeout,
-				idleTimeout: 90 * time.Second, maxIdle: 256, maxHeaderBytes: int64(s.limits.MaxHeaderBytes) * 4},
+			h1: &h1Pool{dial: dial, responseHeaderTimeout: st.limits.ResponseHeaderTimeout,
+				idleTimeout: 90 * time.Second, maxIdle: 256, maxHeaderBytes: int64(st.limits.MaxHeaderBytes) * 4},
 			newH2: newTransport,
 		}
 	}
@@ -618,7 +621,7 @@ func (s *Server) FleetChanged(name string, fleet []netip.Addr) {
 	keep := s.retired[:0]
 	for _, r := range s.retired {
 		r.t.CloseIdleConnections()
-		if time.Since(r.at) < s.limits.ResponseHeaderTimeout+time.Minute {
+		if time.Since(r.at) < s.cur().limits.ResponseHeaderTimeout+time.Minute {
 			keep = append(keep, r)
 		}
 	}
@@ -668,8 +671,8 @@ func (s *Server) gatewayError(w http.ResponseWriter, r *http.Request, err error)
 // runChecks probes every backend of each route that has a `check:` until ctx ends: GET path,
 // any status below 500 is a success. Results feed the same outlier detection as live traffic,
 // so a dead backend is ejected before a customer's request finds it.
-func (s *Server) runChecks(ctx context.Context) {
-	for _, rt := range s.gateway.routes {
+func (s *Server) runChecks(ctx context.Context, st *settings) {
+	for _, rt := range st.gateway.routes {
 		if rt.cfg.Check == nil {
 			continue
 		}
@@ -677,7 +680,7 @@ func (s *Server) runChecks(ctx context.Context) {
 			t := time.NewTicker(rt.cfg.Check.Interval)
 			defer t.Stop()
 			for {
-				s.checkRoute(ctx, rt)
+				s.checkRoute(ctx, st, rt)
 				select {
 				case <-ctx.Done():
 					return
@@ -696,7 +699,7 @@ func (s *Server) routeFleet(ctx context.Context, rt *gwRoute) ([]netip.Addr, err
 	return s.resolver.LookupNetIP(ctx, rt.name)
 }
 
-func (s *Server) checkRoute(ctx context.Context, rt *gwRoute) {
+func (s *Server) checkRoute(ctx context.Context, st *settings, rt *gwRoute) {
 	timeout := rt.cfg.Check.Timeout
 	if timeout == 0 {
 		timeout = 2 * time.Second
@@ -707,7 +710,7 @@ func (s *Server) checkRoute(ctx context.Context, rt *gwRoute) {
 		return
 	}
 	for _, a := range fleet {
-		if s.policy.CheckAddr(a, rt.port) != nil {
+		if st.policy.CheckAddr(a, rt.port) != nil {
 			continue
 		}
 		ap := netip.AddrPortFrom(a, rt.port)

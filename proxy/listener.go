@@ -6,30 +6,71 @@ import (
 )
 
 // limitListener bounds the connections one listener holds open; Accept waits for a free slot,
-// so a flood queues in the kernel backlog instead of exhausting file descriptors.
+// so a flood queues in the kernel backlog instead of exhausting file descriptors. The bound can
+// change while it runs (limits.max_conns_per_listener on a reload): a lower one lets open
+// connections finish and admits new ones as they fall below it.
 type limitListener struct {
 	net.Listener
-	sem       chan struct{}
+	mu        sync.Mutex
+	open, max int
+	freed     chan struct{} // a slot came free or the bound rose
 	done      chan struct{}
 	closeOnce sync.Once
 }
 
 func newLimitListener(l net.Listener, n int) *limitListener {
-	return &limitListener{Listener: l, sem: make(chan struct{}, n), done: make(chan struct{})}
+	return &limitListener{Listener: l, max: n, freed: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+func (l *limitListener) acquire() bool {
+	for {
+		l.mu.Lock()
+		if l.open < l.max {
+			l.open++
+			l.mu.Unlock()
+			return true
+		}
+		l.mu.Unlock()
+		select {
+		case <-l.freed:
+		case <-l.done:
+			return false
+		}
+	}
+}
+
+func (l *limitListener) release() {
+	l.mu.Lock()
+	l.open--
+	l.mu.Unlock()
+	l.wake()
+}
+
+func (l *limitListener) wake() {
+	select {
+	case l.freed <- struct{}{}:
+	default:
+	}
+}
+
+// setMax changes the bound for the connections accepted from now on.
+func (l *limitListener) setMax(n int) {
+	l.mu.Lock()
+	l.max = n
+	l.mu.Unlock()
+	l.wake()
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case l.sem <- struct{}{}:
-	case <-l.done:
+	if !l.acquire() {
 		return nil, net.ErrClosed
 	}
 	c, err := l.Listener.Accept()
 	if err != nil {
-		<-l.sem
+		l.release()
 		return nil, err
 	}
-	return &limitConn{Conn: newRawConn(c), release: func() { <-l.sem }}, nil
+	return &limitConn{Conn: newRawConn(c), release: l.release}, nil
 }
 
 func (l *limitListener) Close() error {

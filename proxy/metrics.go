@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"strconv"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,13 +18,30 @@ type metrics struct {
 	retries         *prometheus.CounterVec
 	listenerChanges *prometheus.CounterVec
 
-	doors map[string]*doorSeries // read-only after newMetrics
+	userRequests *prometheus.CounterVec
+	userBytes    *prometheus.CounterVec
+	userTunnels  *prometheus.GaugeVec
+
+	doors   map[string]*doorSeries // read-only after newMetrics
+	usersMu sync.RWMutex
+	users   map[string]*userSeries // forward.users names seen, and "-"
+}
+
+// userSeries holds one user's series (a forward.users name, or "-" for requests without one),
+// resolved once: per-customer usage for billing and support. Each is created on first use.
+type userSeries struct {
+	name     string
+	requests [len(doors)]atomic.Pointer[prometheus.Counter]
+	up, down atomic.Pointer[prometheus.Counter]
+	tunnels  prometheus.Gauge
+	gone     bool // a reload removed the user (usersMu)
 }
 
 // doorSeries holds one door's series, resolved once, so that counting a request costs no label
 // hashing and no lookup under the vectors' locks. Each is created on first use, as
 // WithLabelValues would, so /metrics still lists only what happened.
 type doorSeries struct {
+	idx      int // in doors
 	duration atomic.Pointer[prometheus.Observer]
 	up, down atomic.Pointer[prometheus.Counter]
 	codes    [600]atomic.Pointer[prometheus.Counter]
@@ -71,13 +89,27 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 			Name: "fixedgate_listener_changes_total",
 			Help: "Listeners bound because the contract activated their address (activated) or closed because it retired it (retired).",
 		}, []string{"change"}),
+		userRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fixedgate_user_requests_total",
+			Help: "Requests and tunnels by forward.users name (- without one) and door; a user's series go when a reload removes the user.",
+		}, []string{"user", "door"}),
+		userBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fixedgate_user_bytes_total",
+			Help: "Payload bytes moved by forward.users name (- without one) and direction (up: client to origin, down: origin to client).",
+		}, []string{"user", "direction"}),
+		userTunnels: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fixedgate_user_tunnels_open",
+			Help: "CONNECT tunnels open now, by forward.users name.",
+		}, []string{"user"}),
+		users: map[string]*userSeries{},
 	}
 	m.doors = make(map[string]*doorSeries, len(doors))
-	for _, d := range doors {
-		m.doors[d] = &doorSeries{}
+	for i, d := range doors {
+		m.doors[d] = &doorSeries{idx: i}
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.duration, m.bytes, m.backendDuration, m.retries, m.listenerChanges,
+			m.userRequests, m.userBytes, m.userTunnels,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "fixedgate_tunnels_open",
 				Help: "CONNECT tunnels open now.",
@@ -88,6 +120,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 
 func (m *metrics) observe(r *record) {
 	d := m.doors[r.door]
+	m.observeUser(r, d)
 	if d == nil || r.status < 0 || r.status >= len(d.codes) {
 		m.requests.WithLabelValues(r.door, statusLabel(r.status)).Inc()
 		m.duration.WithLabelValues(r.door).Observe(r.elapsed().Seconds())
@@ -106,6 +139,69 @@ func (m *metrics) observe(r *record) {
 	}
 	if r.bytesDown > 0 {
 		series(&d.down, func() prometheus.Counter { return m.bytes.WithLabelValues(r.door, "down") }).Add(float64(r.bytesDown))
+	}
+}
+
+// observeUser counts r for its user (r.users, or "-").
+func (m *metrics) observeUser(r *record, d *doorSeries) {
+	u := r.users
+	if u == nil {
+		u = m.user("-")
+	}
+	if d == nil {
+		return // not a door of this build: no series for it
+	}
+	series(&u.requests[d.idx], func() prometheus.Counter { return m.userCounter(u, m.userRequests, r.door) }).Inc()
+	if r.bytesUp > 0 {
+		series(&u.up, func() prometheus.Counter { return m.userCounter(u, m.userBytes, "up") }).Add(float64(r.bytesUp))
+	}
+	if r.bytesDown > 0 {
+		series(&u.down, func() prometheus.Counter { return m.userCounter(u, m.userBytes, "down") }).Add(float64(r.bytesDown))
+	}
+}
+
+// userCounter makes one of u's series, unless a reload removed u: a request of a removed user
+// that ends afterwards (a revoked tunnel) must not bring its series back.
+func (m *metrics) userCounter(u *userSeries, vec *prometheus.CounterVec, label string) prometheus.Counter {
+	m.usersMu.RLock()
+	defer m.usersMu.RUnlock()
+	if u.gone {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: "unexported"})
+	}
+	return vec.WithLabelValues(u.name, label)
+}
+
+// user returns name's series, made on first use. Callers pass configured names (or "-"), so
+// the label set is bounded by the config.
+func (m *metrics) user(name string) *userSeries {
+	m.usersMu.RLock()
+	u := m.users[name]
+	m.usersMu.RUnlock()
+	if u != nil {
+		return u
+	}
+	m.usersMu.Lock()
+	defer m.usersMu.Unlock()
+	if u = m.users[name]; u == nil {
+		u = &userSeries{name: name, tunnels: m.userTunnels.WithLabelValues(name)}
+		m.users[name] = u
+	}
+	return u
+}
+
+// forgetUsers removes the series of users a reload removed. Requests and tunnels of theirs
+// still ending hold the old series, which are no longer exported.
+func (m *metrics) forgetUsers(names []string) {
+	m.usersMu.Lock()
+	defer m.usersMu.Unlock()
+	for _, n := range names {
+		if u := m.users[n]; u != nil {
+			u.gone = true
+		}
+		delete(m.users, n)
+		m.userRequests.DeletePartialMatch(prometheus.Labels{"user": n})
+		m.userBytes.DeletePartialMatch(prometheus.Labels{"user": n})
+		m.userTunnels.DeleteLabelValues(n)
 	}
 }
 

@@ -26,6 +26,7 @@ type record struct {
 	bytesDown int64
 	reason    string
 	err       error
+	users     *userSeries                                                    // the forward.users name's series; nil: "-"
 	addrBuf   [2 * len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255")]byte // resolved and egress IPs, as text
 }
 

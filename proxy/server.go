@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,7 +19,6 @@ import (
 
 	"github.com/fixedgate/fixedgate/proxy/egress"
 	"github.com/fixedgate/fixedgate/proxy/health"
-	"github.com/fixedgate/fixedgate/proxy/policy"
 )
 
 const zapInfo = zapcore.InfoLevel
@@ -59,20 +59,19 @@ type Options struct {
 
 // Server runs the listeners and the doors behind them.
 type Server struct {
-	opts     Options
-	limits   Limits
+	opts     Options // what does not reload: listeners, TLS, egress, resolver, contract
+	self     []netip.AddrPort
+	set      atomic.Pointer[settings] // what reloads (Reconfigure)
+	reloadMu sync.Mutex
 	log      *zap.Logger
 	stdLog   *log.Logger
 	panicLog *log.Logger // handler panics, at error level
-	policy   *policy.Policy
-	auth     *authenticator
 	egress   *egress.Dialer
 	resolver Resolver
 	metrics  *metrics
 	rp       http.Handler
 	tunnels  tunnels
 
-	gateway     *gateway
 	gwProxy     http.Handler
 	health      *health.Tracker
 	retryBudget *health.Budget
@@ -114,37 +113,26 @@ func New(opts Options) (*Server, error) {
 		}
 		self = append(self, l.AddrPort())
 	}
-	pol, err := policy.New(policy.Config{
-		Allow:         opts.Forward.Allow,
-		AllowNetworks: opts.Forward.AllowNetworks,
-		Self:          self,
-		LocalAddrs:    localAddrs(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("forward: %w", err)
-	}
-	gw, err := newGateway(opts.Routes)
-	if err != nil {
-		return nil, err
-	}
 	s := &Server{
 		opts:         opts,
-		limits:       opts.Limits,
+		self:         self,
 		log:          opts.Log,
 		stdLog:       newStdLog(opts.Log, zapcore.DebugLevel),
 		panicLog:     newStdLog(opts.Log, zapcore.ErrorLevel),
-		policy:       pol,
-		auth:         newAuthenticator(opts.Forward.Users),
 		egress:       opts.Egress,
 		resolver:     opts.Resolver,
-		gateway:      gw,
 		transports:   map[netip.Addr]*http.Transport{},
 		gwTransports: map[transportKey]backendPool{},
 	}
+	st, err := newSettings(opts, self)
+	if err != nil {
+		return nil, err
+	}
+	s.set.Store(st)
 	s.health = health.New(opts.Health, health.Options{Registerer: opts.Registerer, Logger: opts.Log.Named("health")})
 	s.retryBudget = s.health.NewBudget(float64(opts.Gateway.RetryBudgetPercent)/100, 3, 10*time.Second)
 	s.metrics = newMetrics(opts.Registerer, s)
-	for _, rt := range gw.routes {
+	for _, rt := range st.gateway.routes {
 		rt.backendDuration = s.metrics.backendDuration.WithLabelValues(rt.name)
 	}
 	s.rp = newReverseProxy(s)
@@ -199,7 +187,7 @@ func (s *Server) bind(l *listener) error {
 	if err != nil {
 		return err
 	}
-	l.ln = newLimitListener(ln, s.limits.MaxConnsPerListener)
+	l.ln = newLimitListener(ln, s.cur().limits.MaxConnsPerListener)
 	return nil
 }
 
@@ -217,7 +205,7 @@ func (s *Server) Serve() {
 	defer s.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopChecks = cancel
-	s.runChecks(ctx)
+	s.runChecks(ctx, s.cur())
 	s.serving = true
 	for _, l := range s.listeners {
 		if l.ln != nil {
@@ -313,7 +301,7 @@ func (s *Server) Ready(ctx context.Context) error {
 	if bound == 0 {
 		return errors.New("no listener bound")
 	}
-	for _, rt := range s.gateway.routes {
+	for _, rt := range s.cur().gateway.routes {
 		fleet, err := s.routeFleet(ctx, rt)
 		if err != nil {
 			return fmt.Errorf("route %s%s: %w", rt.host, rt.prefix, err)
@@ -389,6 +377,7 @@ func (s *Server) transportFor(src netip.Addr) *http.Transport {
 	if t, ok := s.transports[src]; ok {
 		return t
 	}
+	st := s.cur()
 	t := &http.Transport{
 		Proxy: nil, // never the proxy's own HTTPS_PROXY
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -400,16 +389,16 @@ func (s *Server) transportFor(src netip.Addr) *http.Transport {
 			att.Done(health.Success)
 			return newRawConn(c), nil
 		},
-		TLSClientConfig:        s.opts.UpstreamTLS,
+		TLSClientConfig:        st.upstreamTLS.Clone(), // the transport writes to it (HTTP/2 setup); the gateway's pools clone it too
 		ForceAttemptHTTP2:      true,
 		MaxIdleConns:           1024,
 		MaxIdleConnsPerHost:    64,
 		IdleConnTimeout:        90 * time.Second,
 		TLSHandshakeTimeout:    10 * time.Second,
-		ResponseHeaderTimeout:  s.limits.ResponseHeaderTimeout,
+		ResponseHeaderTimeout:  st.limits.ResponseHeaderTimeout,
 		ExpectContinueTimeout:  time.Second,
 		DisableCompression:     true,
-		MaxResponseHeaderBytes: int64(s.limits.MaxHeaderBytes) * 4,
+		MaxResponseHeaderBytes: int64(st.limits.MaxHeaderBytes) * 4,
 	}
 	s.transports[src] = t
 	return t

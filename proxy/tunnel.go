@@ -5,10 +5,13 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/fixedgate/fixedgate/proxy/policy"
 )
 
 // tunnelChunk is how many bytes one copy step moves before the idle deadline is pushed out. On
@@ -123,7 +126,8 @@ func (p *pipe) copy(dst io.Writer, src io.Reader, count *atomic.Int64) error {
 
 var errTunnelIdle = errors.New("tunnel idle timeout")
 
-// tunnels tracks open tunnels so shutdown can wait for them, then cut the rest.
+// tunnels tracks open tunnels so shutdown can wait for them, then cut the rest, and a reload
+// can close those its new settings refuse.
 type tunnels struct {
 	mu     sync.Mutex
 	open   map[*tunnelEntry]struct{}
@@ -131,22 +135,34 @@ type tunnels struct {
 	closed bool
 }
 
-type tunnelEntry struct{ close func() }
+// tunnelEntry is one open tunnel: who opened it, to where, under which settings.
+type tunnelEntry struct {
+	principal
+	target  policy.Target
+	dialed  netip.AddrPort
+	st      *settings // the settings that allowed it
+	close   func()
+	revoked atomic.Pointer[string] // why a reload closed it
+}
 
-// add registers a tunnel; it returns nil when shutdown already started.
-func (t *tunnels) add(closeFn func()) *tunnelEntry {
+// add registers e; it reports false when shutdown already started. A tunnel allowed under
+// settings older than cur (a reload came between its checks and now) is checked against cur
+// first, so that it cannot slip past the reload's revocation.
+func (t *tunnels) add(e *tunnelEntry, cur *settings) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
-		return nil
+		return false
 	}
 	if t.open == nil {
 		t.open = map[*tunnelEntry]struct{}{}
 	}
-	e := &tunnelEntry{close: closeFn}
 	t.open[e] = struct{}{}
 	t.wg.Add(1)
-	return e
+	if cur != e.st {
+		e.revokeIf(cur)
+	}
+	return true
 }
 
 func (t *tunnels) done(e *tunnelEntry) {
@@ -154,6 +170,29 @@ func (t *tunnels) done(e *tunnelEntry) {
 	delete(t.open, e)
 	t.mu.Unlock()
 	t.wg.Done()
+}
+
+// revoke closes every open tunnel that st refuses, and returns how many it closed.
+func (t *tunnels) revoke(st *settings) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for e := range t.open {
+		if e.revokeIf(st) {
+			n++
+		}
+	}
+	return n
+}
+
+// revokeIf closes e when st refuses it, once, and reports whether it did.
+func (e *tunnelEntry) revokeIf(st *settings) bool {
+	why := st.refuses(e)
+	if why == "" || !e.revoked.CompareAndSwap(nil, &why) {
+		return false
+	}
+	e.close()
+	return true
 }
 
 func (t *tunnels) count() int {

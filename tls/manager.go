@@ -35,7 +35,10 @@ type Manager struct {
 	curves     []gotls.CurveID
 	clientCAs  *x509.CertPool
 	caPath     string
-	acme       *acmeState // nil without tls.acme
+	selfCA     *devca.CA    // tls.self_signed: the local CA, for CoverNames
+	selfNames  []string     // ... and the DNS names of the certificate it issued last
+	selfAddrs  []netip.Addr // ... and its IP addresses
+	acme       *acmeState   // nil without tls.acme
 	files      []FilePair
 
 	mu         sync.Mutex          // guards leaves and fileHashes (Reload)
@@ -245,8 +248,14 @@ func (m *Manager) loadSelfSigned(ctx context.Context, ss *SelfSignedConfig, defa
 	addrs = append(addrs, ips...)
 	addrs = append(addrs, netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback())
 	addrs = certAddrs(addrs)
+	m.selfCA, m.selfNames, m.selfAddrs = ca, dnsNames, addrs
+	return m.issueSelfSigned(ctx)
+}
 
-	pair, err := ca.Issue(dnsNames, addrs, SelfSignedValidity)
+// issueSelfSigned issues a listener certificate from the local CA for selfNames and selfAddrs
+// and caches it for new handshakes.
+func (m *Manager) issueSelfSigned(ctx context.Context) (*x509.Certificate, error) {
+	pair, err := m.selfCA.Issue(m.selfNames, m.selfAddrs, SelfSignedValidity)
 	if err != nil {
 		return nil, fmt.Errorf("tls.self_signed: %w", err)
 	}
@@ -259,6 +268,40 @@ func (m *Manager) loadSelfSigned(ctx context.Context, ss *SelfSignedConfig, defa
 		zap.Time("not_after", pair.Leaf.NotAfter),
 		zap.String("ca_cert", m.caPath))
 	return pair.Leaf, nil
+}
+
+// CoverNames makes the self-signed listener certificate name every one of names (the hosts of
+// the gateway's routes, after a reload added one): when one is missing, a certificate for all of
+// them is issued from the local CA and serves new handshakes. It does nothing for acme and
+// files, whose names the operator chose.
+func (m *Manager) CoverNames(ctx context.Context, names []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.selfCA == nil {
+		return nil
+	}
+	added := false
+	for _, n := range names {
+		if n = strings.ToLower(strings.TrimSuffix(n, ".")); n == "" || slices.Contains(m.selfNames, n) {
+			continue
+		}
+		if ip, err := netip.ParseAddr(n); err == nil {
+			if !slices.Contains(m.selfAddrs, ip) {
+				m.selfAddrs, added = append(m.selfAddrs, ip), true
+			}
+			continue
+		}
+		m.selfNames, added = append(m.selfNames, n), true
+	}
+	if !added {
+		return nil
+	}
+	leaf, err := m.issueSelfSigned(ctx)
+	if err != nil {
+		return err
+	}
+	m.leaves = []*x509.Certificate{leaf} // it names everything the previous one did
+	return nil
 }
 
 // setDefaultServerName tells certmagic which cached certificate serves

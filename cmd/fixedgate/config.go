@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -70,18 +72,26 @@ func defaultConfig() Config {
 
 // loadConfig reads, decodes and validates path; every problem names its key path.
 func loadConfig(path string) (*Config, error) {
+	cfg, _, err := readConfig(path)
+	return cfg, err
+}
+
+// readConfig is loadConfig that also returns the SHA-256 of the file's bytes, which says which
+// config is running (fixedgate_config_info).
+func readConfig(path string) (*Config, string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+		return nil, "", fmt.Errorf("read config: %w", err)
 	}
 	cfg := defaultConfig()
 	if err := strictyaml.Decode(data, &cfg); err != nil {
-		return nil, fmt.Errorf("config %s:\n%w", path, indent(err))
+		return nil, "", fmt.Errorf("config %s:\n%w", path, indent(err))
 	}
 	if err := cfg.validate(); err != nil {
-		return nil, fmt.Errorf("config %s:\n%w", path, indent(err))
+		return nil, "", fmt.Errorf("config %s:\n%w", path, indent(err))
 	}
-	return &cfg, nil
+	sum := sha256.Sum256(data)
+	return &cfg, hex.EncodeToString(sum[:]), nil
 }
 
 func indent(err error) error {

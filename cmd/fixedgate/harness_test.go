@@ -360,6 +360,17 @@ func startBinaryArgs(t *testing.T, args ...string) *proc {
 	t.Cleanup(func() { out.Close() })
 	p.stdoutFile = out.Name()
 	cmd.Stdout = out
+	// Under go test -race the binary is built with -race: a race it reports fails the test.
+	// Registered before the child's own cleanup, this runs after it, when the log is complete.
+	t.Cleanup(func() {
+		if p.child == nil {
+			return
+		}
+		if l := p.log(); strings.Contains(l, "WARNING: DATA RACE") {
+			i := strings.Index(l, "WARNING: DATA RACE")
+			t.Errorf("fixedgate reported a data race:\n%s", l[i:min(len(l), i+8000)])
+		}
+	})
 	p.child = startChild(t, "fixedgate", cmd, stderr, func(line string) {
 		if strings.Contains(line, `"msg":"ready"`) || strings.Contains(line, "\tready\t") {
 			p.readyOnce.Do(func() { close(p.ready) })

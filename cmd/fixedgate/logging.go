@@ -14,9 +14,15 @@ const logBufferSize = 64 << 10
 // for log pipelines, or a console format for people at a terminal. Its Sync flushes a
 // buffered log.
 func newLogger(cfg LogConfig, w io.Writer) *zap.Logger {
-	level, err := zapcore.ParseLevel(cfg.Level)
-	if err != nil {
-		level = zapcore.InfoLevel
+	log, _ := newLeveledLogger(cfg, w)
+	return log
+}
+
+// newLeveledLogger is newLogger with the level it logs at, which a reload changes (log.level).
+func newLeveledLogger(cfg LogConfig, w io.Writer) (*zap.Logger, zap.AtomicLevel) {
+	level := zap.NewAtomicLevelAt(zapcore.InfoLevel)
+	if l, err := zapcore.ParseLevel(cfg.Level); err == nil {
+		level.SetLevel(l)
 	}
 	ec := zap.NewProductionEncoderConfig()
 	ec.TimeKey = "ts"
@@ -37,7 +43,7 @@ func newLogger(cfg LogConfig, w io.Writer) *zap.Logger {
 	} else {
 		core = zapcore.NewCore(enc, out, level)
 	}
-	return zap.New(core, zap.ErrorOutput(out))
+	return zap.New(core, zap.ErrorOutput(out)), level
 }
 
 // syncAtWarn writes warnings and errors through a buffered log at once: they are what an

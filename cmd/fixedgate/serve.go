@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/fixedgate/fixedgate/proxy"
 	"github.com/fixedgate/fixedgate/proxy/egress"
@@ -40,22 +41,25 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	var cfg *Config
+	var sum string
 	dev := *path == ""
 	if dev {
 		c := devConfig(*dataDir)
 		cfg = &c
 	} else {
 		var err error
-		if cfg, err = loadConfig(*path); err != nil {
+		if cfg, sum, err = readConfig(*path); err != nil {
 			return err
 		}
 	}
-	log := newLogger(cfg.Log, stderr)
+	log, level := newLeveledLogger(cfg.Log, stderr)
 	defer log.Sync()
 	a, err := startApp(cfg, log)
 	if err != nil {
 		return err
 	}
+	a.level = level
+	a.setConfigInfo(sum)
 	if dev {
 		printDevHints(stdout, a)
 	}
@@ -64,31 +68,55 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	for s := range sigs {
 		if s == syscall.SIGHUP {
-			if a.tls != nil {
-				if err := a.tls.Reload(context.Background()); err != nil {
-					log.Error("SIGHUP: tls.files not reloaded; the previous certificates stay in use", zap.Error(err))
-				}
-			}
-			if a.contract == nil {
-				log.Warn("SIGHUP: no ipranges.state to reload; other settings need a restart")
-				continue
-			}
-			if err := a.contract.Reload(); err == nil {
-				log.Info("SIGHUP: contract reloaded (other settings need a restart)", zap.String("sync_token", a.contract.Current().SyncToken))
-			}
+			a.onSIGHUP(*path)
 			continue
 		}
-		log.Info("shutting down", zap.String("signal", s.String()), zap.Duration("grace", cfg.ShutdownGrace))
+		log.Info("shutting down", zap.String("signal", s.String()), zap.Duration("grace", a.current.Load().ShutdownGrace))
 		break
 	}
 	signal.Stop(sigs)
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	ctx, cancel := context.WithTimeout(context.Background(), a.current.Load().ShutdownGrace)
 	defer cancel()
 	if err := a.shutdown(ctx); err != nil {
 		log.Warn("shutdown grace period over; remaining connections were closed", zap.Error(err))
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// onSIGHUP reloads what SIGHUP reloads: the config file (when serve runs with --config), the
+// certificate files and the contract. Each stands alone: a config that fails leaves the running
+// one in force and does not stop the others.
+func (a *app) onSIGHUP(path string) {
+	if path == "" {
+		a.log.Warn("SIGHUP: no --config to reload (dev setup)")
+	} else if changed, sum, err := a.reload(path); err != nil {
+		a.reloadMet.reloads.WithLabelValues("error").Inc()
+		a.log.Error("SIGHUP: config not reloaded; the running config stays in force", zap.Error(err))
+	} else {
+		a.reloadMet.reloads.WithLabelValues("success").Inc()
+		// The line is written at the old level or, when that one hides it, at the new.
+		logged := a.level.Enabled(zapcore.InfoLevel)
+		if logged {
+			a.log.Info("SIGHUP: config reloaded", zap.String("sha256", sum), zap.Strings("changed", changed))
+		}
+		if l, err := zapcore.ParseLevel(a.current.Load().Log.Level); err == nil {
+			a.level.SetLevel(l)
+		}
+		if !logged {
+			a.log.Info("SIGHUP: config reloaded", zap.String("sha256", sum), zap.Strings("changed", changed))
+		}
+	}
+	if a.tls != nil {
+		if err := a.tls.Reload(context.Background()); err != nil {
+			a.log.Error("SIGHUP: tls.files not reloaded; the previous certificates stay in use", zap.Error(err))
+		}
+	}
+	if a.contract != nil {
+		if err := a.contract.Reload(); err == nil {
+			a.log.Info("SIGHUP: contract reloaded", zap.String("sync_token", a.contract.Current().SyncToken))
+		}
+	}
 }
 
 func defaultDataDir() string {
@@ -103,10 +131,16 @@ func defaultDataDir() string {
 
 // app is one running fixedgate: listeners, admin endpoint and what they share.
 type app struct {
-	cfg      *Config
-	log      *zap.Logger
-	tls      *fgtls.Manager
-	resolver *resolver.Resolver
+	cfg       *Config                // as started: the keys a reload cannot change are read here
+	current   atomic.Pointer[Config] // as last loaded (SIGHUP)
+	level     zap.AtomicLevel        // log.level
+	dialer    *egress.Dialer         // egress, for the dial timeout
+	reserved  []netip.AddrPort       // the admin listener, which the forward door never dials
+	reg       *prometheus.Registry   // every metric
+	reloadMet *reloadMetrics
+	log       *zap.Logger
+	tls       *fgtls.Manager
+	resolver  *resolver.Resolver
 	// contract is the ip-ranges contract in force (nil without ipranges.state); contractHTTP
 	// serves it on every listener and the admin listener.
 	contract     *live.Contract
@@ -121,7 +155,8 @@ type app struct {
 // (an egress address missing on the host, a listener that cannot bind) stops it with nothing left
 // open.
 func startApp(cfg *Config, log *zap.Logger) (_ *app, err error) {
-	a := &app{cfg: cfg, log: log}
+	a := &app{cfg: cfg, log: log, level: zap.NewAtomicLevel()}
+	a.current.Store(cfg)
 	defer func() {
 		if err != nil {
 			a.close()
@@ -151,8 +186,11 @@ func startApp(cfg *Config, log *zap.Logger) (_ *app, err error) {
 	if err != nil {
 		return nil, err
 	}
+	a.dialer = dialer
 	reg := prometheus.NewRegistry()
+	a.reg = reg
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.reloadMet = newReloadMetrics(reg)
 	if a.tls != nil {
 		reg.MustRegister(a.tls) // fixedgate_tls_certificate_expiry_seconds
 	}
@@ -194,24 +232,10 @@ func startApp(cfg *Config, log *zap.Logger) (_ *app, err error) {
 	if err := cfg.checkAgainstContract(doc, time.Now()); err != nil {
 		return nil, fmt.Errorf("contract: %w", err)
 	}
-	var reserved []netip.AddrPort
 	if cfg.Admin.Listen != "" {
-		reserved = append(reserved, netip.MustParseAddrPort(cfg.Admin.Listen))
+		a.reserved = append(a.reserved, netip.MustParseAddrPort(cfg.Admin.Listen))
 	}
-	opts := proxy.Options{
-		Listen:      cfg.Listen,
-		Forward:     cfg.Forward,
-		Routes:      cfg.Routes,
-		Gateway:     cfg.Gateway,
-		Health:      cfg.Health,
-		Limits:      cfg.Limits,
-		UpstreamTLS: upstreamTLS,
-		Egress:      dialer,
-		Resolver:    res,
-		Reserved:    reserved,
-		Log:         log,
-		Registerer:  reg,
-	}
+	opts := a.proxyOptions(cfg, upstreamTLS)
 	if a.contract != nil {
 		opts.Contract = a.contractHTTP
 		opts.IngressInUse = func(addr netip.Addr) bool {

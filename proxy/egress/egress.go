@@ -51,8 +51,8 @@ var ErrNoneActive = errors.New("no egress address is in use in the contract now"
 // Dialer opens TCP connections from one of the configured source addresses.
 type Dialer struct {
 	addrs      atomic.Pointer[[]netip.Addr]
-	configured bool // addresses were configured: an empty active set refuses, never lets the kernel choose
-	timeout    time.Duration
+	configured bool         // addresses were configured: an empty active set refuses, never lets the kernel choose
+	timeout    atomic.Int64 // time.Duration; a reload may change it
 }
 
 // New returns a Dialer for cfg. It fails when an address is not configured on this host, since
@@ -66,10 +66,15 @@ func New(cfg Config, dialTimeout time.Duration) (*Dialer, error) {
 		}
 		addrs = append(addrs, a)
 	}
-	d := &Dialer{timeout: dialTimeout, configured: len(addrs) > 0}
+	d := &Dialer{configured: len(addrs) > 0}
+	d.timeout.Store(int64(dialTimeout))
 	d.addrs.Store(&addrs)
 	return d, nil
 }
+
+// SetTimeout changes the dial timeout of connections started from now on (limits.dial_timeout
+// on a reload).
+func (d *Dialer) SetTimeout(t time.Duration) { d.timeout.Store(int64(t)) }
 
 // CheckLocal reports whether a is assigned to this host, by binding a socket to it.
 func CheckLocal(a netip.Addr) error {
@@ -129,7 +134,7 @@ func (d *Dialer) Pick(identity string, dst netip.Addr) (netip.Addr, error) {
 
 // Dial connects to dst from src (zero src: kernel's choice) within the dial timeout.
 func (d *Dialer) Dial(ctx context.Context, src netip.Addr, dst netip.AddrPort) (*net.TCPConn, error) {
-	nd := net.Dialer{Timeout: d.timeout, KeepAlive: 30 * time.Second}
+	nd := net.Dialer{Timeout: time.Duration(d.timeout.Load()), KeepAlive: 30 * time.Second}
 	if src.IsValid() {
 		nd.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))
 		nd.Control = bindNoPort

@@ -1,6 +1,7 @@
 package health
 
 import (
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -17,7 +18,7 @@ const budgetBuckets = 10
 // concurrency it may overshoot by the number of racing TryRetry calls. A nil *Budget allows every
 // retry.
 type Budget struct {
-	ratio     float64
+	ratio     atomic.Uint64 // math.Float64bits of the share; SetRatio changes it
 	reserve   float64
 	bucket    int64 // nanoseconds
 	now       func() time.Time
@@ -48,14 +49,24 @@ func newBudget(ratio float64, minPerSecond int, window time.Duration, now func()
 		window = 10 * time.Second
 	}
 	b := &Budget{
-		ratio:     max(ratio, 0),
 		reserve:   float64(max(minPerSecond, 0)) * window.Seconds(),
 		bucket:    max(int64(window/budgetBuckets), 1),
 		now:       now,
 		exhausted: exhausted,
 	}
 	b.epoch = now()
+	b.SetRatio(ratio)
 	return b
+}
+
+// SetRatio changes the share of requests that may be retried to ratio (negative means 0), for a
+// configuration reload. The requests and retries already in the window count against the new
+// share; the floor stays. It does nothing on a nil *Budget.
+func (b *Budget) SetRatio(ratio float64) {
+	if b == nil {
+		return
+	}
+	b.ratio.Store(math.Float64bits(max(ratio, 0)))
 }
 
 func (b *Budget) current() uint32 { return uint32(int64(b.now().Sub(b.epoch)) / b.bucket) }
@@ -75,7 +86,8 @@ func (b *Budget) TryRetry() bool {
 		return true
 	}
 	id := b.current()
-	if float64(sum(&b.retries, id)+1) > b.ratio*float64(sum(&b.requests, id))+b.reserve+1e-9 {
+	ratio := math.Float64frombits(b.ratio.Load())
+	if float64(sum(&b.retries, id)+1) > ratio*float64(sum(&b.requests, id))+b.reserve+1e-9 {
 		if b.exhausted != nil {
 			b.exhausted.Inc()
 		}

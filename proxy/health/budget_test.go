@@ -138,3 +138,53 @@ func BenchmarkBudget(b *testing.B) {
 		}
 	})
 }
+
+func TestBudgetSetRatio(t *testing.T) {
+	b, _ := newTestBudget(0.2, 0, 10*time.Second)
+	requests(b, 100)
+	for _, step := range []struct {
+		ratio float64
+		want  int // further retries allowed, counting those already made in the window
+	}{
+		{0.2, 20},
+		{0.5, 30}, // 50 in all
+		{0.1, 0},  // 10 is below the 50 already made
+		{-1, 0},
+		{1, 50}, // 100 in all
+	} {
+		b.SetRatio(step.ratio)
+		if got := retries(b); got != step.want {
+			t.Errorf("ratio %v: %d more retries; want %d", step.ratio, got, step.want)
+		}
+	}
+	var nilBudget *Budget
+	nilBudget.SetRatio(0.5) // does nothing
+	if !nilBudget.TryRetry() {
+		t.Error("a nil Budget refused a retry after SetRatio")
+	}
+}
+
+// TestBudgetSetRatioConcurrent is for the race detector: SetRatio while requests and retries
+// are counted.
+func TestBudgetSetRatioConcurrent(t *testing.T) {
+	b, _ := newTestBudget(0.2, 0, 10*time.Second)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 1000 {
+				b.Request()
+				b.TryRetry()
+			}
+		})
+	}
+	wg.Go(func() {
+		for i := range 1000 {
+			b.SetRatio(float64(i%3) / 10)
+		}
+	})
+	wg.Wait()
+	b.SetRatio(0) // the ratio last set is the one in force: no share, no floor
+	if b.TryRetry() {
+		t.Error("TryRetry succeeded with ratio 0 and no floor")
+	}
+}

@@ -101,18 +101,14 @@ type Options struct {
 
 // Tracker holds the health of every backend the process talks to. It is safe for concurrent use;
 // Pick, Start and Done take no exclusive lock except when a backend is seen for the first time.
+// SetConfig changes its settings while it runs.
 type Tracker struct {
-	cfg     OutlierConfig
+	policy  atomic.Pointer[policy] // replaced by SetConfig; never nil
+	setMu   sync.Mutex             // serialises SetConfig
 	now     func() time.Time
 	epoch   time.Time
 	log     *zap.Logger
 	metrics *metrics
-
-	base, max, flap int64 // nanoseconds
-	maxN            int64 // multiplier at which max_ejection is reached; n never grows past it
-	keep            int64 // idle time after which an entry is forgotten
-	sweepEvery      int64
-	windowMask      uint64
 
 	mu       sync.RWMutex
 	backends map[netip.AddrPort]*backend
@@ -136,7 +132,7 @@ type backend struct {
 	consecutive     int
 	consecutive5xx  int
 	window          uint64 // last FailureRateWindow attempts, newest in bit 0, 1 = failure
-	samples         int
+	samples         int    // attempts in window; record keeps both within the window it applies
 	probation       bool
 	successes       int // on probation
 	lastEjectionEnd int64
@@ -152,14 +148,9 @@ func New(cfg Config, opts Options) *Tracker {
 	if err := cfg.Validate(); err != nil {
 		panic("health.New: " + err.Error())
 	}
-	o := cfg.Outlier
 	t := &Tracker{
-		cfg:      o,
 		now:      opts.Now,
 		log:      opts.Logger,
-		base:     int64(o.BaseEjection),
-		max:      int64(o.MaxEjection),
-		flap:     int64(o.FlapWindow),
 		backends: make(map[netip.AddrPort]*backend),
 	}
 	if t.now == nil {
@@ -169,13 +160,7 @@ func New(cfg Config, opts Options) *Tracker {
 		t.log = zap.NewNop()
 	}
 	t.epoch = t.now()
-	t.maxN = (t.max + t.base - 1) / t.base
-	t.keep = max(t.max, t.flap)
-	t.sweepEvery = min(t.keep, int64(time.Minute))
-	t.windowMask = 1<<o.FailureRateWindow - 1
-	if o.FailureRateWindow == 64 {
-		t.windowMask = ^uint64(0)
-	}
+	t.policy.Store(newPolicy(cfg.Outlier))
 	t.ejected.Store(&ejectedSet{})
 	t.metrics = newMetrics(opts.Registerer, t)
 	return t
@@ -223,12 +208,13 @@ func (a Attempt) Done(o Outcome) {
 	now := t.nanos()
 	b.lastUsed.Store(now) // before the decrement: a sweep must not see it idle and stale
 	b.inflight.Add(-1)
+	p := t.policy.Load()
 	if o != Canceled {
-		if ev := t.record(b, o, now); ev.ejected || ev.returned {
+		if ev := t.record(p, b, o, now); ev.ejected || ev.returned {
 			t.report(a.b, ev)
 		}
 	}
-	t.maybeSweep(now)
+	t.maybeSweep(p, now)
 }
 
 // event is what record decided, logged after the backend's lock is released.
@@ -242,9 +228,11 @@ type event struct {
 	until     int64
 }
 
-func (t *Tracker) record(b *backend, o Outcome, now int64) event {
+// record applies one outcome to b under policy p. It masks b's failure-rate window and clamps
+// its samples to p's window, so a window shrunk by SetConfig keeps only its newest attempts.
+func (t *Tracker) record(p *policy, b *backend, o Outcome, now int64) event {
 	failure := o == ConnectFailure || o == Reset || o == Timeout
-	fail5xx := o == Status5xx && t.cfg.Consecutive5xx > 0
+	fail5xx := o == Status5xx && p.Consecutive5xx > 0
 	if failure || fail5xx {
 		b.lastFailure.Store(now)
 	}
@@ -260,56 +248,56 @@ func (t *Tracker) record(b *backend, o Outcome, now int64) event {
 		b.returnPending = false
 		ev.returned, ev.count = true, b.ejections.Load()
 	}
-	b.window = (b.window<<1)&t.windowMask | boolBit(failure || fail5xx)
-	b.samples = min(b.samples+1, t.cfg.FailureRateWindow)
+	b.window = (b.window<<1)&p.windowMask | boolBit(failure || fail5xx)
+	b.samples = min(b.samples+1, p.FailureRateWindow)
 	var why reason
 	switch {
 	case failure:
 		b.consecutive++
-		why = t.criterion(b, reasonConsecutive, b.consecutive, t.cfg.ConsecutiveFailures)
+		why = p.criterion(b, reasonConsecutive, b.consecutive, p.ConsecutiveFailures)
 	case fail5xx:
 		b.consecutive = 0
 		b.consecutive5xx++
-		why = t.criterion(b, reason5xx, b.consecutive5xx, t.cfg.Consecutive5xx)
+		why = p.criterion(b, reason5xx, b.consecutive5xx, p.Consecutive5xx)
 	default:
 		b.consecutive, b.consecutive5xx = 0, 0
 		if b.probation {
-			if b.successes++; b.successes >= t.cfg.ProbationSuccesses {
+			if b.successes++; b.successes >= p.ProbationSuccesses {
 				b.probation = false
 			}
 		}
 	}
 	if why != reasonNone {
 		ev.ejected, ev.reason, ev.probation = true, why, b.probation
-		ev.count, ev.duration, ev.until = t.eject(b, now, why)
+		ev.count, ev.duration, ev.until = t.eject(p, b, now, why)
 	}
 	return ev
 }
 
 // criterion says whether a failure of kind consec, now at run in a row with threshold limit, ejects b.
-func (t *Tracker) criterion(b *backend, consec reason, run, limit int) reason {
+func (p *policy) criterion(b *backend, consec reason, run, limit int) reason {
 	switch {
 	case b.probation:
 		return consec
 	case limit > 0 && run >= limit:
 		return consec
-	case t.cfg.FailureRatePercent > 0 && b.samples >= t.cfg.FailureRateMinRequests &&
-		bits.OnesCount64(b.window)*100 >= t.cfg.FailureRatePercent*b.samples:
+	case p.FailureRatePercent > 0 && b.samples >= p.FailureRateMinRequests &&
+		bits.OnesCount64(b.window)*100 >= p.FailureRatePercent*b.samples:
 		return reasonFailureRate
 	}
 	return reasonNone
 }
 
-// eject starts an ejection of b; b.mu is held.
-func (t *Tracker) eject(b *backend, now int64, why reason) (n, d, until int64) {
+// eject starts an ejection of b under policy p; b.mu is held.
+func (t *Tracker) eject(p *policy, b *backend, now int64, why reason) (n, d, until int64) {
 	n = b.ejections.Load()
 	if b.lastEjectionEnd > 0 {
-		for quiet := now - b.lastEjectionEnd; quiet > t.flap && n > 0; quiet -= t.flap {
+		for quiet := now - b.lastEjectionEnd; quiet > p.flap && n > 0; quiet -= p.flap {
 			n /= 2
 		}
 	}
-	n = min(n+1, t.maxN)
-	d = min(t.base*n, t.max)
+	n = min(n+1, p.maxN)
+	d = min(p.base*n, p.max)
 	until = now + d
 	b.ejections.Store(n)
 	b.reason.Store(uint32(why))
@@ -339,15 +327,15 @@ func (t *Tracker) report(b *backend, ev event) {
 
 // maybeSweep forgets backends idle for longer than max(max_ejection, flap_window), at most once
 // per sweepEvery, so that a churning fleet does not grow the map forever.
-func (t *Tracker) maybeSweep(now int64) {
+func (t *Tracker) maybeSweep(p *policy, now int64) {
 	last := t.lastSweep.Load()
-	if now-last < t.sweepEvery || !t.lastSweep.CompareAndSwap(last, now) {
+	if now-last < p.sweepEvery || !t.lastSweep.CompareAndSwap(last, now) {
 		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for ap, b := range t.backends {
-		if b.inflight.Load() == 0 && now-b.lastUsed.Load() > t.keep && b.until.Load() <= now {
+		if b.inflight.Load() == 0 && now-b.lastUsed.Load() > p.keep && b.until.Load() <= now {
 			delete(t.backends, ap)
 		}
 	}

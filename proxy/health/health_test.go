@@ -142,8 +142,8 @@ func TestNewPanicsOnInvalidConfig(t *testing.T) {
 
 func TestZeroConfigIsDefaults(t *testing.T) {
 	tr := New(Config{}, Options{})
-	if tr.cfg != Defaults().Outlier {
-		t.Errorf("New(Config{}) uses %+v; want the defaults", tr.cfg)
+	if got := tr.policy.Load().OutlierConfig; got != Defaults().Outlier {
+		t.Errorf("New(Config{}) uses %+v; want the defaults", got)
 	}
 }
 

@@ -78,7 +78,7 @@ func (t *Tracker) pickAvoiding(fleet []netip.Addr, port uint16, exclude []netip.
 			}
 		}
 	}
-	if over := len(ej) - n*t.cfg.MaxEjectedPercent/100; over > 0 {
+	if over := len(ej) - n*t.policy.Load().MaxEjectedPercent/100; over > 0 {
 		// Readmit the least recently failed, so that no more than the cap is avoided.
 		slices.SortFunc(ej, func(x, y ejectedCand) int {
 			return cmp.Or(cmp.Compare(x.lastFailure, y.lastFailure), cmp.Compare(x.i, y.i))

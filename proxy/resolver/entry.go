@@ -59,14 +59,14 @@ func addSat(a, b int64) int64 {
 	return a + b
 }
 
-func (r *Resolver) clampTTL(ttl uint32) time.Duration {
-	return min(max(time.Duration(ttl)*time.Second, r.cfg.MinTTL), r.cfg.MaxTTL)
+func (s *settings) clampTTL(ttl uint32) time.Duration {
+	return min(max(time.Duration(ttl)*time.Second, s.cfg.MinTTL), s.cfg.MaxTTL)
 }
 
 // backoff is the wait before retry n (1-based) of a failing name: min_ttl/4, doubling, capped
 // at 30s (or at the first wait if that is longer).
-func (r *Resolver) backoff(n int) time.Duration {
-	d := max(r.cfg.MinTTL/4, minInterval)
+func (s *settings) backoff(n int) time.Duration {
+	d := max(s.cfg.MinTTL/4, minInterval)
 	limit := max(maxBackoff, d)
 	for i := 1; i < n && d < limit; i++ {
 		d *= 2
@@ -74,17 +74,17 @@ func (r *Resolver) backoff(n int) time.Duration {
 	return min(d, limit)
 }
 
-func (r *Resolver) grace(e *entry) int64 {
+func (s *settings) grace(e *entry) int64 {
 	if e.failing {
-		return int64(r.cfg.StaleIfError)
+		return int64(s.cfg.StaleIfError)
 	}
 	return 0
 }
 
 // prune drops the addresses whose expiry (plus grace while failing) has passed and rebuilds
 // the fleet snapshot if the set changed. e.mu is held.
-func (r *Resolver) prune(e *entry, now int64, changed bool) {
-	g := r.grace(e)
+func (s *settings) prune(e *entry, now int64, changed bool) {
+	g := s.grace(e)
 	for a, exp := range e.addrs {
 		if addSat(exp, g) <= now {
 			delete(e.addrs, a)
@@ -107,10 +107,10 @@ func (r *Resolver) prune(e *entry, now int64, changed bool) {
 }
 
 // build returns the view for e's state at now (nil: nothing to serve). e.mu is held.
-func (r *Resolver) build(e *entry, now int64) *view {
+func (s *settings) build(e *entry, now int64) *view {
 	switch {
 	case len(e.fleet) > 0:
-		g := r.grace(e)
+		g := s.grace(e)
 		v := &view{addrs: e.fleet, freshUntil: math.MaxInt64, validUntil: math.MaxInt64}
 		for _, exp := range e.addrs {
 			v.freshUntil = min(v.freshUntil, exp)
@@ -125,8 +125,9 @@ func (r *Resolver) build(e *entry, now int64) *view {
 	return nil
 }
 
-// apply folds one lookup's answer into e, publishes e's new view and returns it.
-func (r *Resolver) apply(e *entry, ans answer, now int64) *view {
+// apply folds one lookup's answer into e under settings s, publishes e's new view and returns
+// it.
+func (r *Resolver) apply(s *settings, e *entry, ans answer, now int64) *view {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	hadFleet := len(e.fleet)
@@ -138,18 +139,18 @@ func (r *Resolver) apply(e *entry, ans answer, now int64) *view {
 		shortest := time.Duration(math.MaxInt64)
 		changed := false
 		answered := make(map[netip.Addr]struct{}, len(ans.addrs))
-		for _, s := range ans.addrs {
-			ttl := r.clampTTL(s.ttl)
+		for _, seen := range ans.addrs {
+			ttl := s.clampTTL(seen.ttl)
 			shortest = min(shortest, ttl)
-			if _, ok := e.addrs[s.addr]; !ok {
+			if _, ok := e.addrs[seen.addr]; !ok {
 				changed = true
 			}
-			e.addrs[s.addr] = now + int64(ttl)
-			answered[s.addr] = struct{}{}
+			e.addrs[seen.addr] = now + int64(ttl)
+			answered[seen.addr] = struct{}{}
 		}
-		r.prune(e, now, changed)
+		s.prune(e, now, changed)
 		if len(e.addrs) == 0 { // NODATA and nothing left from earlier answers
-			e.negUntil = now + int64(r.negativeTTL(ans))
+			e.negUntil = now + int64(s.negativeTTL(ans))
 			e.negErr = fmt.Errorf("resolve %s: %w (no A or AAAA records)", e.name, ErrNotFound)
 			e.nextRefresh = 0
 			break
@@ -161,14 +162,14 @@ func (r *Resolver) apply(e *entry, ans answer, now int64) *view {
 		// worth of subsets within a TTL. A name's first answers are sampled the same way: that
 		// is how a rotating server is noticed.
 		if len(e.addrs) > len(answered) || e.answers <= probeAnswers {
-			interval = min(interval, r.cfg.MinTTL, shortest/4)
+			interval = min(interval, s.cfg.MinTTL, shortest/4)
 		}
 		e.nextRefresh = now + int64(max(interval, minInterval))
 	case ans.nx:
 		clear(e.addrs)
-		r.prune(e, now, hadFleet > 0)
+		s.prune(e, now, hadFleet > 0)
 		e.failing, e.failures, e.lastErr = false, 0, nil
-		e.negUntil = now + int64(r.negativeTTL(ans))
+		e.negUntil = now + int64(s.negativeTTL(ans))
 		e.negErr = fmt.Errorf("resolve %s: %w", e.name, ErrNotFound)
 		e.nextRefresh = 0
 		if hadFleet > 0 {
@@ -178,18 +179,18 @@ func (r *Resolver) apply(e *entry, ans answer, now int64) *view {
 		e.failing = true
 		e.failures++
 		e.lastErr = fmt.Errorf("resolve %s: %w", e.name, ans.err)
-		e.nextRefresh = now + int64(r.backoff(e.failures))
-		r.prune(e, now, false)
+		e.nextRefresh = now + int64(s.backoff(e.failures))
+		s.prune(e, now, false)
 		if len(e.fleet) > 0 {
 			r.log.Warn("dns: lookup failed, serving the last good fleet",
 				zap.String("name", e.name), zap.Error(ans.err), zap.Int("fleet_size", len(e.fleet)),
-				zap.Duration("retry_in", r.backoff(e.failures)))
+				zap.Duration("retry_in", s.backoff(e.failures)))
 		} else if hadFleet > 0 {
 			r.log.Warn("dns: lookup failed and stale_if_error has run out; lookups fail",
 				zap.String("name", e.name), zap.Error(ans.err))
 		}
 	}
-	v := r.build(e, now)
+	v := s.build(e, now)
 	e.view.Store(v)
 	if v == nil { // cannot happen after apply; keep callers simple
 		v = &view{err: fmt.Errorf("resolve %s: %w", e.name, ErrNotFound)}
@@ -198,9 +199,9 @@ func (r *Resolver) apply(e *entry, ans answer, now int64) *view {
 }
 
 // negativeTTL is how long an NXDOMAIN or NODATA answer is cached.
-func (r *Resolver) negativeTTL(ans answer) time.Duration {
+func (s *settings) negativeTTL(ans answer) time.Duration {
 	if !ans.hasSOA {
-		return r.cfg.MinTTL
+		return s.cfg.MinTTL
 	}
-	return r.clampTTL(ans.negTTL)
+	return s.clampTTL(ans.negTTL)
 }

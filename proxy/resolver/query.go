@@ -45,12 +45,12 @@ var (
 	errRefused  = errors.New("REFUSED")
 )
 
-// query asks for A and AAAA in parallel and combines the results.
-func (r *Resolver) query(ctx context.Context, name string) answer {
+// query asks s's servers for A and AAAA in parallel and combines the results.
+func (r *Resolver) query(ctx context.Context, s *settings, name string) answer {
 	var res [2]typeResult
 	var wg sync.WaitGroup
 	for i, qt := range [2]uint16{dns.TypeA, dns.TypeAAAA} {
-		wg.Go(func() { res[i] = r.queryType(ctx, name, qt) })
+		wg.Go(func() { res[i] = r.queryType(ctx, s, name, qt) })
 	}
 	wg.Wait()
 
@@ -71,28 +71,28 @@ func (r *Resolver) query(ctx context.Context, name string) answer {
 	default:
 		ans.err = joinErrors(a.err, aaaa.err)
 	}
-	if ans.err != nil && r.serverNote != "" {
-		ans.err = fmt.Errorf("%w (using %s: %s: %s)", ans.err, fallbackServer, resolvConf, r.serverNote)
+	if ans.err != nil && s.serverNote != "" {
+		ans.err = fmt.Errorf("%w (using %s: %s: %s)", ans.err, fallbackServer, resolvConf, s.serverNote)
 	}
 	return ans
 }
 
 // queryType asks the servers in order for one type until one answers NOERROR or NXDOMAIN. Each
 // server gets an equal share of what remains of ctx's deadline.
-func (r *Resolver) queryType(ctx context.Context, name string, qt uint16) typeResult {
+func (r *Resolver) queryType(ctx context.Context, s *settings, name string, qt uint16) typeResult {
 	fqdn := dns.Fqdn(name)
 	m := new(dns.Msg)
 	m.SetQuestion(fqdn, qt)
 	m.SetEdns0(ednsSize, false)
 	deadline, _ := ctx.Deadline()
 	var errs []error
-	for i, srv := range r.servers {
-		budget := time.Until(deadline) / time.Duration(len(r.servers)-i)
+	for i, srv := range s.servers {
+		budget := time.Until(deadline) / time.Duration(len(s.servers)-i)
 		if budget <= 0 || ctx.Err() != nil {
 			break
 		}
 		sctx, cancel := context.WithTimeout(ctx, budget)
-		resp, err := r.exchange(sctx, srv, m, name, qt)
+		resp, err := r.exchange(sctx, s, srv, m, name, qt)
 		cancel()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("server %s: %w", srv, err))
@@ -119,13 +119,13 @@ func (r *Resolver) queryType(ctx context.Context, name string, qt uint16) typeRe
 	return typeResult{err: fmt.Errorf("%s: %w", dns.TypeToString[qt], joinErrors(errs...))}
 }
 
-// exchange sends m to srv over UDP, and again over TCP if the answer was truncated. It returns
-// an error for anything but a NOERROR or NXDOMAIN answer.
-func (r *Resolver) exchange(ctx context.Context, srv string, m *dns.Msg, name string, qt uint16) (*dns.Msg, error) {
-	resp, err := r.exchangeOn(ctx, r.udp, srv, m)
+// exchange sends m to srv over UDP, and again over TCP if the answer was truncated, with s's
+// clients. It returns an error for anything but a NOERROR or NXDOMAIN answer.
+func (r *Resolver) exchange(ctx context.Context, s *settings, srv string, m *dns.Msg, name string, qt uint16) (*dns.Msg, error) {
+	resp, err := r.exchangeOn(ctx, s.udp, srv, m)
 	if err == nil && resp.Truncated {
 		r.count(name, srv, qt, resTruncated, nil)
-		resp, err = r.exchangeOn(ctx, r.tcp, srv, m)
+		resp, err = r.exchangeOn(ctx, s.tcp, srv, m)
 	}
 	if err == nil {
 		if q := resp.Question; len(q) != 1 || q[0].Qtype != qt || !strings.EqualFold(q[0].Name, m.Question[0].Name) {

@@ -119,18 +119,16 @@ type Options struct {
 }
 
 // Resolver looks up A and AAAA records and keeps a TTL-aware fleet per name. It is safe for
-// concurrent use; Close stops its background work.
+// concurrent use; SetConfig changes its settings while it runs, and Close stops its background
+// work.
 type Resolver struct {
-	cfg        Config
-	servers    []string // host:port
-	serverNote string   // why the fallback server is used; empty otherwise
-	idle       time.Duration
-	opts       Options
-	log        *zap.Logger
-	udp, tcp   *dns.Client
-	cache      *lru.Cache[string, *entry]
-	sf         singleflight.Group
-	met        *metrics
+	set   atomic.Pointer[settings] // replaced by SetConfig; never nil
+	setMu sync.Mutex               // serialises SetConfig
+	opts  Options
+	log   *zap.Logger
+	cache *lru.Cache[string, *entry]
+	sf    singleflight.Group
+	met   *metrics
 
 	epoch  time.Time
 	coarse atomic.Int64 // r.elapsed() as of the last tick; math.MaxInt64 once closed
@@ -179,12 +177,8 @@ func newResolver(cfg Config, opts Options, manual bool) (*Resolver, error) {
 		return nil, err
 	}
 	r := &Resolver{
-		cfg:    cfg,
-		idle:   2 * cfg.MaxTTL,
 		opts:   opts,
 		log:    opts.Logger,
-		udp:    &dns.Client{Net: "udp", UDPSize: ednsSize, Timeout: cfg.Timeout},
-		tcp:    &dns.Client{Net: "tcp", Timeout: cfg.Timeout},
 		sem:    make(chan struct{}, maxRefreshes),
 		manual: manual,
 		kick:   make(chan struct{}, 1),
@@ -197,11 +191,9 @@ func newResolver(cfg Config, opts Options, manual bool) (*Resolver, error) {
 	} else {
 		r.epoch = time.Now()
 	}
-	r.servers, r.serverNote = servers(cfg.Servers)
-	if r.serverNote != "" {
-		r.log.Warn("no usable DNS servers in "+resolvConf+"; using "+fallbackServer,
-			zap.String("server", fallbackServer), zap.String("error", r.serverNote))
-	}
+	s := newSettings(cfg)
+	r.set.Store(s)
+	r.warnFallback(s)
 	var err error
 	r.cache, err = lru.NewWithEvict(cfg.CacheSize, r.onEvict)
 	if err != nil {
@@ -361,7 +353,7 @@ func (r *Resolver) lookupSlow(ctx context.Context, name string) ([]netip.Addr, e
 	if v := e.view.Load(); v != nil && now < v.validUntil {
 		return r.serve(v, now)
 	}
-	if v := r.revalidate(e, now); v != nil {
+	if v := r.revalidate(r.set.Load(), e, now); v != nil {
 		return r.serve(v, now)
 	}
 	r.met.cache[cacheMiss].Add(1)
@@ -392,11 +384,11 @@ func (r *Resolver) lookupSlow(ctx context.Context, name string) ([]netip.Addr, e
 
 // revalidate drops e's expired addresses ahead of the scheduler and returns the view of those
 // left, or nil if no address is left to serve.
-func (r *Resolver) revalidate(e *entry, now int64) *view {
+func (r *Resolver) revalidate(s *settings, e *entry, now int64) *view {
 	e.mu.Lock()
 	before := e.fleet
-	r.prune(e, now, false)
-	v := r.build(e, now)
+	s.prune(e, now, false)
+	v := s.build(e, now)
 	if v != nil && v.err == nil {
 		e.view.Store(v)
 	} else {
@@ -410,12 +402,14 @@ func (r *Resolver) revalidate(e *entry, now int64) *view {
 	return v
 }
 
-// refresh asks DNS for e's name, folds the answer into e and returns e's new view.
+// refresh asks DNS for e's name, folds the answer into e and returns e's new view. It uses one
+// set of settings throughout, even if SetConfig replaces them meanwhile.
 func (r *Resolver) refresh(e *entry) *view {
-	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Timeout)
+	s := r.set.Load()
+	ctx, cancel := context.WithTimeout(r.ctx, s.cfg.Timeout)
 	defer cancel()
-	ans := r.query(ctx, e.name)
-	v := r.apply(e, ans, r.elapsed())
+	ans := r.query(ctx, s, e.name)
+	v := r.apply(s, e, ans, r.elapsed())
 	r.markDirty(e)
 	return v
 }

@@ -11,11 +11,15 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/fixedgate/fixedgate/proxy/resolver/dnstest"
 )
@@ -712,20 +716,28 @@ func TestWarmLookupsSendNoQueries(t *testing.T) {
 	}
 }
 
-func TestCacheBound(t *testing.T) {
-	srv := startDNS(t, "127.0.53.16")
+// fiveNames serves a.test … e.test from a DNS server on ip and looks them all up, in that order,
+// through a manual resolver with cache_size cacheSize.
+func fiveNames(t *testing.T, ip string, cacheSize int) (*dnstest.Server, *Resolver, Config, *prometheus.Registry, []string) {
+	t.Helper()
+	srv := startDNS(t, ip)
 	names := []string{"a.test", "b.test", "c.test", "d.test", "e.test"}
 	for i, n := range names {
 		srv.Set(n, 60, netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)}))
 	}
 	cfg := testConfig(srv.Addr)
-	cfg.CacheSize = 3
+	cfg.CacheSize = cacheSize
 	reg := prometheus.NewRegistry()
 	r, _ := newManual(t, cfg, Options{Registerer: reg})
 	for _, n := range names {
 		mustLookup(t, r, n)
 	}
 	r.step()
+	return srv, r, cfg, reg, names
+}
+
+func TestCacheBound(t *testing.T) {
+	srv, r, _, reg, _ := fiveNames(t, "127.0.53.16", 3)
 	if st := r.Stats(); st.Names != 3 {
 		t.Errorf("%d names cached, want cache_size 3", st.Names)
 	}
@@ -897,4 +909,345 @@ func BenchmarkLookupWarm(b *testing.B) {
 			}
 		})
 	})
+}
+
+// --- live configuration ----------------------------------------------------------------------
+
+func observed(opts *Options) *observer.ObservedLogs {
+	core, logs := observer.New(zapcore.InfoLevel)
+	opts.Logger = zap.New(core)
+	return logs
+}
+
+func TestSetConfigTTLClamps(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		ttl           uint32
+		mod           func(*Config)
+		before, after time.Duration // refresh interval once a name is past its first answers
+	}{
+		{"min_ttl raised", 4, func(c *Config) { c.MinTTL = 10 * time.Second }, 3 * time.Second, 7500 * time.Millisecond},
+		{"max_ttl lowered", 60, func(c *Config) { c.MaxTTL = 8 * time.Second }, 45 * time.Second, 6 * time.Second},
+		{"max_ttl raised", 600, func(c *Config) { c.MaxTTL = 2 * time.Minute }, 45 * time.Second, 90 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startDNS(t, "127.0.53.30")
+			srv.Set("api.test", tc.ttl, netip.MustParseAddr("192.0.2.1"))
+			cfg := testConfig(srv.Addr)
+			r, clk := newManual(t, cfg, Options{})
+			queries := func() int64 { return srv.QueriesFor("api.test") }
+			// advance moves the clock, keeps the name in use and runs what is due.
+			advance := func(d time.Duration) {
+				clk.Advance(d)
+				mustLookup(t, r, "api.test")
+				r.step()
+			}
+			mustLookup(t, r, "api.test")
+			for range probeAnswers { // the first refreshes come at min_ttl (1s)
+				advance(time.Second)
+			}
+			if n := queries(); n != 2+2*probeAnswers {
+				t.Fatalf("%d queries after the first answers, want %d", n, 2+2*probeAnswers)
+			}
+
+			tc.mod(&cfg)
+			if err := r.SetConfig(cfg); err != nil {
+				t.Fatal(err)
+			}
+			advance(tc.before) // the refresh scheduled under the old settings keeps its time
+			if n := queries(); n != 8 {
+				t.Fatalf("%d queries at the refresh scheduled before the change, want 8", n)
+			}
+			advance(tc.after - 10*time.Millisecond) // that answer was clamped by the new settings
+			if n := queries(); n != 8 {
+				t.Fatalf("%d queries before the new interval %s, want 8", n, tc.after)
+			}
+			advance(10 * time.Millisecond)
+			if n := queries(); n != 10 {
+				t.Fatalf("%d queries at the new interval %s, want 10", n, tc.after)
+			}
+			if st := r.Stats(); st.Misses != 1 || st.Names != 1 {
+				t.Errorf("%d lookups waited for DNS and %d names are cached, want 1 and 1", st.Misses, st.Names)
+			}
+		})
+	}
+}
+
+func TestSetConfigServers(t *testing.T) {
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	oldSrv, newSrv := startDNS(t, "127.0.53.31"), startDNS(t, "127.0.53.32")
+	oldSrv.Set("api.test", 60, a)
+	newSrv.Set("api.test", 60, b)
+	newSrv.Set("new.test", 60, b)
+	cfg := testConfig(oldSrv.Addr)
+	r, clk := newManual(t, cfg, Options{})
+	if got := mustLookup(t, r, "api.test"); !slices.Equal(got, []netip.Addr{a}) {
+		t.Fatalf("before the change: %v, want %v", got, a)
+	}
+
+	cfg.Servers = []string{newSrv.Addr}
+	if err := r.SetConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustLookup(t, r, "new.test"); !slices.Equal(got, []netip.Addr{b}) { // unknown to the old server
+		t.Errorf("new name after the change: %v, want %v", got, b)
+	}
+	clk.Advance(time.Second) // api.test's next refresh
+	r.step()
+	if got := mustLookup(t, r, "api.test"); !slices.Equal(got, []netip.Addr{a, b}) {
+		t.Errorf("refreshed fleet = %v, want %v (the old address keeps its TTL) and %v", got, a, b)
+	}
+	if n := oldSrv.QueriesFor("new.test") + oldSrv.QueriesFor("api.test"); n != 2 {
+		t.Errorf("the old server got %d queries, want only the 2 before the change", n)
+	}
+	if n, m := newSrv.QueriesFor("new.test"), newSrv.QueriesFor("api.test"); n != 4 || m != 2 {
+		t.Errorf("the new server got %d and %d queries, want 4 (an answer and its first refresh) and 2", n, m)
+	}
+}
+
+func TestSetConfigResolvConf(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "resolv.conf")
+	if err := os.WriteFile(conf, []byte("nameserver 127.0.0.53\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer func(old string) { resolvConf = old }(resolvConf)
+	resolvConf = conf
+	var opts Options
+	logs := observed(&opts)
+	cfg := testConfig("127.0.0.9")
+	r, _ := newManual(t, cfg, opts)
+
+	for _, tc := range []struct {
+		name     string
+		file     string // written before SetConfig; "" leaves the file alone
+		want     []string
+		fallback bool
+		changed  bool
+	}{
+		{"servers emptied: resolv.conf is read", "", []string{"127.0.0.53:53"}, false, true},
+		{"same section, same resolv.conf: nothing to do", "", []string{"127.0.0.53:53"}, false, false},
+		{"same section, resolv.conf changed", "nameserver 127.0.0.54\n", []string{"127.0.0.54:53"}, false, true},
+		{"resolv.conf without servers: fallback", "search example.test\n", []string{fallbackServer}, true, true},
+	} {
+		if tc.file != "" {
+			if err := os.WriteFile(conf, []byte(tc.file), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		logs.TakeAll()
+		cfg.Servers = nil
+		if err := r.SetConfig(cfg); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		s := r.set.Load()
+		if !slices.Equal(s.servers, tc.want) || (s.serverNote != "") != tc.fallback {
+			t.Errorf("%s: servers %v note %q, want %v fallback %v", tc.name, s.servers, s.serverNote, tc.want, tc.fallback)
+		}
+		info := logs.FilterMessage("resolver settings changed").AllUntimed()
+		if (len(info) == 1) != tc.changed || len(info) > 1 {
+			t.Errorf("%s: %d change logs, want changed %v", tc.name, len(info), tc.changed)
+		} else if tc.changed && fmt.Sprint(info[0].ContextMap()["servers"]) != fmt.Sprint(tc.want) {
+			t.Errorf("%s: change log %v, want servers %v", tc.name, info[0].ContextMap(), tc.want)
+		}
+		if warned := logs.FilterMessageSnippet("using " + fallbackServer).Len(); (warned == 1) != tc.fallback {
+			t.Errorf("%s: %d fallback warnings, want fallback %v", tc.name, warned, tc.fallback)
+		}
+	}
+}
+
+func TestSetConfigTimeout(t *testing.T) {
+	const delay = 300 * time.Millisecond // how late the server answers
+	short, long := 50*time.Millisecond, time.Minute
+	for _, tc := range []struct {
+		name     string
+		from, to time.Duration
+	}{
+		{"shortened below the server's delay", long, short},
+		{"lengthened past the server's delay", short, long},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startDNS(t, "127.0.53.33")
+			for _, n := range []string{"before.test", "after.test"} {
+				srv.Set(n, 60, netip.MustParseAddr("192.0.2.1"))
+				srv.SetDelay(n, delay)
+			}
+			cfg := testConfig(srv.Addr)
+			cfg.Timeout = tc.from
+			r, _ := newManual(t, cfg, Options{})
+			check := func(name string, timeout time.Duration) {
+				t.Helper()
+				_, err := r.LookupNetIP(context.Background(), name)
+				if timeout < delay && (err == nil || !isTimeout(err)) {
+					t.Errorf("%s with timeout %s: %v, want a timeout", name, timeout, err)
+				}
+				if timeout > delay && err != nil {
+					t.Errorf("%s with timeout %s: %v, want the answer", name, timeout, err)
+				}
+			}
+			check("before.test", tc.from)
+			cfg.Timeout = tc.to
+			if err := r.SetConfig(cfg); err != nil {
+				t.Fatal(err)
+			}
+			if s := r.set.Load(); s.udp.Timeout != tc.to || s.tcp.Timeout != tc.to {
+				t.Errorf("clients' timeouts: udp %s, tcp %s, want %s", s.udp.Timeout, s.tcp.Timeout, tc.to)
+			}
+			check("after.test", tc.to)
+		})
+	}
+}
+
+func TestSetConfigCacheSize(t *testing.T) {
+	srv, r, cfg, reg, names := fiveNames(t, "127.0.53.34", 5)
+
+	cfg.CacheSize = 2
+	if err := r.SetConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.Stats(); st.Names != 2 {
+		t.Errorf("%d names cached after cache_size 5 -> 2, want 2", st.Names)
+	}
+	r.step() // the evicted names leave the schedule and the metrics
+	if got := gaugeNames(t, reg); !slices.Equal(got, []string{"d.test", "e.test"}) {
+		t.Errorf("fleet_size series for %v, want the 2 most recently used", got)
+	}
+	mustLookup(t, r, "a.test") // evicted: asked again, and evicts the least recently used
+	if n := srv.QueriesFor("a.test"); n != 4 {
+		t.Errorf("evicted name: %d queries, want 4", n)
+	}
+	if st := r.Stats(); st.Names != 2 {
+		t.Errorf("%d names cached, want cache_size 2", st.Names)
+	}
+
+	cfg.CacheSize = 10 // growing keeps what is cached and makes room
+	if err := r.SetConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		mustLookup(t, r, n)
+	}
+	if st := r.Stats(); st.Names != 5 {
+		t.Errorf("%d names cached after cache_size 2 -> 10, want 5", st.Names)
+	}
+}
+
+func TestSetConfigRefusesInvalid(t *testing.T) {
+	srv := startDNS(t, "127.0.53.35")
+	srv.Set("api.test", 60, netip.MustParseAddr("192.0.2.1"))
+	var opts Options
+	logs := observed(&opts)
+	cfg := testConfig(srv.Addr)
+	r, _ := newManual(t, cfg, opts)
+	mustLookup(t, r, "api.test")
+	for _, tc := range []struct {
+		mod  func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.Servers = []string{"dns.example"} }, `servers[0]: "dns.example" is not an IP or IP:port`},
+		{func(c *Config) { c.MinTTL = c.MaxTTL * 2 }, "min_ttl:"},
+		{func(c *Config) { c.MinTTL = 0 }, "min_ttl: must be positive"},
+		{func(c *Config) { c.StaleIfError = -time.Second }, "stale_if_error: must not be negative"},
+		{func(c *Config) { c.CacheSize = 0; c.Timeout = time.Second }, "cache_size: 0"},
+		{func(c *Config) { c.Timeout = 0; c.MaxTTL = time.Hour }, "timeout: must be positive"},
+	} {
+		before := r.set.Load()
+		bad := testConfig(srv.Addr)
+		tc.mod(&bad)
+		err := r.SetConfig(bad)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("SetConfig = %v, want %q", err, tc.want)
+		}
+		if r.set.Load() != before {
+			t.Errorf("refused %q: the settings changed", tc.want)
+		}
+	}
+	if st := r.Stats(); st.Names != 1 {
+		t.Errorf("%d names cached, want 1", st.Names)
+	}
+	if n := logs.FilterMessage("resolver settings changed").Len(); n != 0 {
+		t.Errorf("%d change logs for refused configurations", n)
+	}
+	if got := mustLookup(t, r, "api.test"); len(got) != 1 {
+		t.Errorf("after refused changes: %v", got)
+	}
+}
+
+func TestSetConfigLogsChangesOnly(t *testing.T) {
+	var opts Options
+	logs := observed(&opts)
+	cfg := testConfig("127.0.0.9", "127.0.0.10")
+	r, _ := newManual(t, cfg, opts)
+	first := r.set.Load()
+
+	same := cfg
+	same.Servers = slices.Clone(cfg.Servers) // equal, not the same slice
+	if err := r.SetConfig(same); err != nil {
+		t.Fatal(err)
+	}
+	if r.set.Load() != first || logs.Len() != 0 {
+		t.Errorf("an identical section changed the settings or logged %v", logs.All())
+	}
+
+	cfg.Servers[0] = "127.0.0.11" // the caller's slice is not the resolver's
+	if s := r.set.Load(); s.cfg.Servers[0] != "127.0.0.9" {
+		t.Errorf("the caller's edit reached the settings: %v", s.cfg.Servers)
+	}
+	cfg.Servers[0] = "127.0.0.9"
+
+	cfg.MinTTL, cfg.StaleIfError = 2*time.Second, time.Minute
+	if err := r.SetConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	info := logs.FilterMessage("resolver settings changed").AllUntimed()
+	if len(info) != 1 {
+		t.Fatalf("%d change logs, want 1", len(info))
+	}
+	if got := info[0].ContextMap(); len(got) != 2 || got["min_ttl"] != 2*time.Second || got["stale_if_error"] != time.Minute {
+		t.Errorf("change log fields %v, want min_ttl 2s and stale_if_error 1m only", got)
+	}
+}
+
+// TestSetConfigConcurrent is for the race detector: lookups, background refreshes and
+// evictions while SetConfig swaps between sections that differ in every setting.
+func TestSetConfigConcurrent(t *testing.T) {
+	one, two := startDNS(t, "127.0.53.36"), startDNS(t, "127.0.53.37")
+	names := []string{"a.test", "b.test", "c.test", "d.test", "e.test", "f.test"}
+	for _, srv := range []*dnstest.Server{one, two} {
+		for i, n := range names {
+			srv.SetRotating(n, 1, 2, addrRange(fmt.Sprintf("127.0.%d.", i+1), 4)...)
+		}
+	}
+	cfgs := []Config{testConfig(one.Addr), testConfig(two.Addr, one.Addr)}
+	cfgs[0].MinTTL, cfgs[0].MaxTTL, cfgs[0].CacheSize = 50*time.Millisecond, time.Second, 3
+	cfgs[1].MinTTL, cfgs[1].MaxTTL, cfgs[1].StaleIfError, cfgs[1].Timeout = 20*time.Millisecond, 500*time.Millisecond, 0, time.Second
+	r := newLive(t, cfgs[0], Options{})
+
+	var done atomic.Bool
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := 0; i < 200 || !done.Load(); i++ {
+				name := names[(g+i)%len(names)]
+				if got, err := r.LookupNetIP(context.Background(), name); err != nil || len(got) == 0 {
+					t.Errorf("%s: %v, %v", name, got, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		defer done.Store(true)
+		for i := range 500 {
+			if err := r.SetConfig(cfgs[i%2]); err != nil {
+				t.Error(err)
+				return
+			}
+			r.LookupNetIP(context.Background(), names[i%len(names)])
+		}
+	})
+	wg.Wait()
+	if s := r.set.Load(); s.cfg.CacheSize != cfgs[1].CacheSize || !slices.Equal(s.servers, cfgs[1].Servers) {
+		t.Errorf("settings after the last SetConfig: %+v, want %+v", s.cfg, cfgs[1])
+	}
 }

@@ -100,8 +100,10 @@ func (r *Resolver) step() {
 	r.process(r.elapsed())
 }
 
-// process handles queued entries and those due at now; it returns the next due time.
+// process handles queued entries and those due at now, all with one set of settings; it
+// returns the next due time.
 func (r *Resolver) process(now int64) int64 {
+	s := r.set.Load()
 	r.dirtyMu.Lock()
 	batch := r.dirty
 	r.dirty = nil
@@ -110,10 +112,10 @@ func (r *Resolver) process(now int64) int64 {
 	}
 	r.dirtyMu.Unlock()
 	for _, e := range batch {
-		r.settle(e)
+		r.settle(s, e)
 	}
 	for len(r.sched) > 0 && r.sched[0].due <= now {
-		r.runDue(r.sched[0], now)
+		r.runDue(s, r.sched[0], now)
 	}
 	if len(r.sched) == 0 {
 		return math.MaxInt64
@@ -122,13 +124,13 @@ func (r *Resolver) process(now int64) int64 {
 }
 
 // settle reports e's fleet if it changed and puts e back in the schedule.
-func (r *Resolver) settle(e *entry) {
+func (r *Resolver) settle(s *settings, e *entry) {
 	if e.evicted.Load() {
 		r.drop(e)
 		return
 	}
 	e.mu.Lock()
-	fleet, due := e.fleet, r.dueOf(e)
+	fleet, due := e.fleet, s.dueOf(e)
 	e.mu.Unlock()
 	r.notify(e, fleet)
 	r.reschedule(e, due)
@@ -136,13 +138,13 @@ func (r *Resolver) settle(e *entry) {
 
 // runDue evicts e if it is out of use, otherwise drops its expired addresses and starts a
 // refresh if one is due.
-func (r *Resolver) runDue(e *entry, now int64) {
+func (r *Resolver) runDue(s *settings, e *entry, now int64) {
 	if e.evicted.Load() {
 		r.drop(e)
 		return
 	}
 	last := e.lastUsed.Load()
-	if now-last >= int64(r.idle) {
+	if now-last >= int64(s.idle) {
 		if cur, ok := r.cache.Peek(e.name); ok && cur == e {
 			r.cache.Remove(e.name)
 		}
@@ -156,13 +158,13 @@ func (r *Resolver) runDue(e *entry, now int64) {
 		e.bumped = last
 	}
 	e.mu.Lock()
-	r.prune(e, now, false)
-	e.view.Store(r.build(e, now))
+	s.prune(e, now, false)
+	e.view.Store(s.build(e, now))
 	start := e.nextRefresh != 0 && now >= e.nextRefresh && !e.refreshing
 	if start {
 		e.refreshing = true
 	}
-	fleet, due := e.fleet, max(r.dueOf(e), now+1) // now's work is done
+	fleet, due := e.fleet, max(s.dueOf(e), now+1) // now's work is done
 	e.mu.Unlock()
 	r.notify(e, fleet)
 	if start {
@@ -172,12 +174,12 @@ func (r *Resolver) runDue(e *entry, now int64) {
 }
 
 // dueOf is when e next needs the scheduler. e.mu is held.
-func (r *Resolver) dueOf(e *entry) int64 {
-	due := addSat(e.lastUsed.Load(), int64(r.idle))
+func (s *settings) dueOf(e *entry) int64 {
+	due := addSat(e.lastUsed.Load(), int64(s.idle))
 	if e.nextRefresh != 0 && !e.refreshing {
 		due = min(due, e.nextRefresh)
 	}
-	g := r.grace(e)
+	g := s.grace(e)
 	for _, exp := range e.addrs {
 		due = min(due, addSat(exp, g))
 	}
