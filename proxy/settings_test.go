@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,12 +11,16 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
+	"io"
 	"math/big"
+	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fixedgate/fixedgate/proxy/egress"
 	"github.com/fixedgate/fixedgate/proxy/policy"
 )
 
@@ -157,4 +163,71 @@ func selfSignedForTest(t *testing.T) *x509.Certificate {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestReconfigureLimitsNewConnections: new limits apply to connections accepted after the
+// reload; a connection accepted before keeps the limits it started with.
+func TestReconfigureLimitsNewConnections(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dialer, err := egress.New(egress.Config{}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Listen: []ListenConfig{{Address: addr}}, Limits: DefaultLimits(), Egress: dialer, Resolver: &countingResolver{}}
+	s, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	s.Serve()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	bigHead := "GET /x HTTP/1.1\r\nHost: nowhere.test\r\nX-Big: " + strings.Repeat("b", 8<<10) + "\r\n\r\n"
+	status := func(c net.Conn, br *bufio.Reader) int {
+		t.Helper()
+		if _, err := io.WriteString(c, bigHead); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	dial := func() (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		return c, bufio.NewReader(c)
+	}
+	old, oldBR := dial()
+	if got := status(old, oldBR); got != http.StatusNotFound {
+		t.Fatalf("before the reload: %d, want 404 (no route; the 8 KiB header is within 32 KiB)", got)
+	}
+	opts.Limits.MaxHeaderBytes = 4096
+	if err := s.Reconfigure(opts); err != nil {
+		t.Fatal(err)
+	}
+	c, br := dial()
+	if got := status(c, br); got != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("new connection after the reload: %d, want 431", got)
+	}
+	if got := status(old, oldBR); got != http.StatusNotFound {
+		t.Fatalf("the connection from before the reload: %d, want 404 under its own limits", got)
+	}
 }
