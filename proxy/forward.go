@@ -44,6 +44,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.serveGateway(rw, r, x, rt)
 			break
 		}
+		if s.opts.StatusPage != nil && isStatusPath(r.URL.Path) {
+			// After the routes: a backend's own /status stays the backend's.
+			rec.door = "status"
+			rec.target = r.URL.Path
+			s.opts.StatusPage.ServeHTTP(rw, r)
+			break
+		}
 		rec.door = "local"
 		rec.target = r.Host + r.URL.Path
 		s.refuse(rw, rec, http.StatusNotFound, fmt.Sprintf("no route for %s%s; to use fixedgate as a proxy, set HTTPS_PROXY to this address", r.Host, r.URL.Path), nil)
@@ -52,6 +59,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.status = http.StatusOK
 	}
 	s.finish(rec)
+}
+
+func isStatusPath(p string) bool {
+	return p == "/status" || p == "/status.json" || p == "/status.atom"
 }
 
 // rejected records a request refused before any door because its bytes are malformed or

@@ -740,3 +740,37 @@ func (s *Server) checkRoute(ctx context.Context, st *settings, rt *gwRoute) {
 		}
 	}
 }
+
+// RouteState is one route's fleet as the status page shows it.
+type RouteState struct {
+	Host, PathPrefix, Upstream string
+	Backends                   []netip.Addr // known now (DNS within its TTL), after the SSRF guard
+	Ejected                    []netip.Addr // of Backends, ejected by outlier detection now
+}
+
+// RouteStates returns every route's fleet, from the resolver's cache (a name not looked up yet
+// is looked up, within ctx) and the outlier detection's state.
+func (s *Server) RouteStates(ctx context.Context) []RouteState {
+	st := s.cur()
+	ejected := map[netip.AddrPort]bool{}
+	for _, e := range s.health.Ejected() {
+		ejected[e.Addr] = true
+	}
+	out := make([]RouteState, 0, len(st.gateway.routes))
+	for _, rt := range st.gateway.routes {
+		rs := RouteState{Host: rt.host, PathPrefix: rt.prefix, Upstream: rt.target}
+		if fleet, err := s.routeFleet(ctx, rt); err == nil {
+			for _, a := range fleet {
+				if st.policy.CheckAddr(a, rt.port) != nil {
+					continue
+				}
+				rs.Backends = append(rs.Backends, a)
+				if ejected[netip.AddrPortFrom(a, rt.port)] {
+					rs.Ejected = append(rs.Ejected, a)
+				}
+			}
+		}
+		out = append(out, rs)
+	}
+	return out
+}

@@ -59,13 +59,13 @@ func series[T any](p *atomic.Pointer[T], mk func() T) T {
 
 // doors are the values of the door label; "malformed" counts requests refused before any door
 // because their bytes are malformed or ambiguous (see Server.rejected).
-var doors = [...]string{"connect", "forward", "contract", "gateway", "local", "malformed"}
+var doors = [...]string{"connect", "forward", "contract", "gateway", "local", "malformed", "status"}
 
 func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fixedgate_requests_total",
-			Help: "Requests and tunnels handled, by door (connect, forward, gateway, contract, local; malformed: refused before any door) and final status code.",
+			Help: "Requests and tunnels handled, by door (connect, forward, gateway, contract, status, local; malformed: refused before any door) and final status code.",
 		}, []string{"door", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "fixedgate_request_duration_seconds",

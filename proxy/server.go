@@ -50,6 +50,9 @@ type Options struct {
 	Reserved []netip.AddrPort
 	// Contract serves /ip-ranges.json and its siblings on every listener; nil: not served.
 	Contract http.Handler
+	// StatusPage serves /status, /status.json and /status.atom on every listener for requests
+	// that no route claims (it answers 404 itself while status.public is off); nil: not served.
+	StatusPage http.Handler
 	// IngressInUse says whether a listener's address may be bound now (the contract); nil
 	// allows all. Reconcile applies a change.
 	IngressInUse func(netip.Addr) bool

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -18,7 +20,9 @@ import (
 	"github.com/fixedgate/fixedgate/proxy/egress"
 	"github.com/fixedgate/fixedgate/proxy/health"
 	"github.com/fixedgate/fixedgate/proxy/policy"
+	"github.com/fixedgate/fixedgate/proxy/probe"
 	"github.com/fixedgate/fixedgate/proxy/resolver"
+	"github.com/fixedgate/fixedgate/proxy/status"
 	fgtls "github.com/fixedgate/fixedgate/tls"
 )
 
@@ -40,6 +44,8 @@ type Config struct {
 	Log           LogConfig            `yaml:"log"`
 	IPRanges      ipranges.Config      `yaml:"ipranges"`
 	ShutdownGrace time.Duration        `yaml:"shutdown_grace"`
+	Probes        []probe.Config       `yaml:"probes"`
+	Status        status.Config        `yaml:"status"`
 }
 
 // AdminConfig is the `admin:` section: the operator's listener for /metrics, /healthz, /readyz.
@@ -65,6 +71,7 @@ func defaultConfig() Config {
 		Health:        health.Defaults(),
 		IPRanges:      ipranges.Defaults(),
 		Admin:         AdminConfig{Listen: "127.0.0.1:9090"},
+		Status:        status.Defaults(),
 		Log:           LogConfig{Level: "info", Format: "json"},
 		ShutdownGrace: 30 * time.Second,
 	}
@@ -90,8 +97,7 @@ func readConfig(path string) (*Config, string, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, "", fmt.Errorf("config %s:\n%w", path, indent(err))
 	}
-	sum := sha256.Sum256(data)
-	return &cfg, hex.EncodeToString(sum[:]), nil
+	return &cfg, sha256Hex(data), nil
 }
 
 func indent(err error) error {
@@ -127,6 +133,9 @@ func (c *Config) validate() error {
 	section("ipranges", c.IPRanges.Validate())
 	section("upstream_tls", c.UpstreamTLS.Validate())
 	section("limits", c.Limits.Validate())
+	section("probes", probe.Validate(c.Probes))
+	section("status", c.Status.Validate())
+	errs = append(errs, c.validateProbes()...)
 	if err := c.TLS.Validate(); err != nil {
 		section("tls", err)
 	}
@@ -155,6 +164,66 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("log.flush_interval: %s must be between 0 (write every line) and 10s", c.Log.FlushInterval))
 	}
 	return errors.Join(errs...)
+}
+
+// validateProbes checks the probes against the sections they name: a listener of listen[], the
+// gateway door on a TLS listener with a route for the URL's host, and a forward.users name whose
+// key_sha256 the probe's key matches (a wrong key would only show as a probe failing forever).
+func (c *Config) validateProbes() []error {
+	var errs []error
+	for i, p := range c.Probes {
+		var ln *proxy.ListenConfig
+		for j := range c.Listen {
+			if la, err := netip.ParseAddrPort(p.Listener); err == nil && la == c.Listen[j].AddrPort() {
+				ln = &c.Listen[j]
+			}
+		}
+		if ln == nil {
+			errs = append(errs, fmt.Errorf("probes[%d].listener: %s is not one of listen[] (the probe enters where customers do)", i, p.Listener))
+			continue
+		}
+		if p.Via == probe.ViaGateway {
+			u, err := url.Parse(p.URL)
+			host := ""
+			if err == nil {
+				host = strings.ToLower(u.Hostname())
+			}
+			switch {
+			case !ln.TLS:
+				errs = append(errs, fmt.Errorf("probes[%d].listener: %s is a plain listener; via: gateway needs a TLS one", i, p.Listener))
+			case !slices.Contains(c.routeHosts(), host):
+				errs = append(errs, fmt.Errorf("probes[%d].url: no route answers host %q", i, host))
+			case p.User != "":
+				errs = append(errs, fmt.Errorf("probes[%d].user: the gateway door takes no proxy credentials", i))
+			}
+			continue
+		}
+		if p.User == "" {
+			continue
+		}
+		k := slices.IndexFunc(c.Forward.Users, func(u proxy.User) bool { return u.Name == p.User })
+		switch {
+		case k < 0:
+			errs = append(errs, fmt.Errorf("probes[%d].user: %q is not a forward.users name", i, p.User))
+		case sha256Hex([]byte(p.Key)) != strings.ToLower(c.Forward.Users[k].KeySHA256):
+			errs = append(errs, fmt.Errorf("probes[%d].key: does not match forward.users[%d].key_sha256 of %q", i, k, p.User))
+		}
+	}
+	return errs
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// stateDir is where the files beside the contract live (probe history, status incidents);
+// empty without ipranges.state.
+func (c *Config) stateDir() string {
+	if c.IPRanges.State == "" {
+		return ""
+	}
+	return filepath.Dir(c.IPRanges.State)
 }
 
 // listenIPs returns the listener IPs, for the self-signed certificate's SANs.

@@ -31,6 +31,7 @@ import (
 	"github.com/fixedgate/fixedgate/proxy/egress"
 	"github.com/fixedgate/fixedgate/proxy/policy"
 	"github.com/fixedgate/fixedgate/proxy/resolver/dnstest"
+	"github.com/fixedgate/fixedgate/proxy/status"
 	fgtls "github.com/fixedgate/fixedgate/tls"
 	"github.com/fixedgate/fixedgate/tls/devca"
 )
@@ -149,6 +150,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	cfg.Forward.AllowNetworks = []netip.Prefix{netip.MustParsePrefix(demoOrigin + "/32"), netip.MustParsePrefix("127.0.1.0/24")}
 	cfg.Routes = []proxy.RouteConfig{{Host: demoGateway, Upstream: fmt.Sprintf("https://%s:%d", demoFleetName, fleet.port)}}
 	cfg.UpstreamTLS.CAFile = upstreamCAFile
+	cfg.Probes = demoProbes(cfg.Listen[0].Address, cfg.Listen[1].Address, fleet.port)
 	cfg.Admin.Listen = fmt.Sprintf("%s:%d", demoIngress, adminPort)
 	cfg.ShutdownGrace = 5 * time.Second
 	// The contract: the demo's ingress and egress addresses active from the start (ipranges init),
@@ -196,6 +198,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		tlsURL:     fmt.Sprintf("https://%s:%d", demoIngress, tlsPort),
 		tlsAddr:    fmt.Sprintf("%s:%d", demoIngress, tlsPort),
 		metricsURL: "http://" + cfg.Admin.Listen + "/metrics",
+		statusURL:  "http://" + cfg.Admin.Listen + status.PathHTML,
 		roots:      x509.NewCertPool(),
 		proxyRoots: x509.NewCertPool(),
 		fleetRoots: x509.NewCertPool(),
@@ -228,6 +231,9 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	d.contractDoor()
+	if err := d.statusDoor(dir); err != nil {
+		return err
+	}
 
 	fmt.Fprintf(stdout, "\n")
 	if d.passed == d.total {
@@ -248,11 +254,12 @@ staying up (Ctrl-C stops); every fleet backend is up again. Try:
   curl --connect-to %s:443:%s --cacert %s https://%s/
   curl --proxy %s --proxy-user %s:%s --cacert %s https://%s:%d/
   curl http://%s/metrics
+  status page: %s (fixedgate status post --config needs a config file; the demo posts with the same code)
 `, d.plainURL, demoUser, demoKey, originCAFile, d.origin,
 			d.tlsURL, a.tls.CAPath(), demoUser, demoKey, originCAFile, d.origin,
 			demoGateway, d.tlsAddr, a.tls.CAPath(), demoGateway,
 			d.plainURL, demoUser, demoKey, fleetCAFile, demoFleetName, fleet.port,
-			cfg.Admin.Listen)
+			cfg.Admin.Listen, d.statusURL)
 		fmt.Fprintf(stdout, "  (the demo's names exist only in the proxy's DNS at %s; through the proxy it resolves them)\n", dns.Addr)
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -270,6 +277,7 @@ type demo struct {
 	plainURL, tlsURL string
 	tlsAddr          string // the TLS listener, where gateway clients connect
 	metricsURL       string
+	statusURL        string         // the admin listener's status page
 	roots            *x509.CertPool // origin CA and proxy CA, for the forward door
 	proxyRoots       *x509.CertPool // the proxy's own CA, for the gateway door
 	fleetRoots       *x509.CertPool // the fleet's CA, for tunnels to the fleet

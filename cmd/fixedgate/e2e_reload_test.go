@@ -9,10 +9,8 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	gotls "crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -214,11 +212,6 @@ func mustReplace(t *testing.T, s, old, new string) string {
 		t.Fatalf("config has no %q to edit:\n%s", old, s)
 	}
 	return strings.Replace(s, old, new, 1)
-}
-
-func sha256Hex(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
 }
 
 // render returns the config text of spec.

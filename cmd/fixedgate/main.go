@@ -25,6 +25,8 @@ usage:
   fixedgate demo     [--keep]          run the whole system on loopback and show what it does
   fixedgate validate --config FILE     check a config file and its contract; opens no sockets
   fixedgate ipranges SUBCOMMAND        maintain or consume the ip-ranges contract (ipranges help)
+  fixedgate status post --config FILE --state STATE --message TEXT [--impact degraded|outage]
+                                       post an incident update on the status page
   fixedgate healthcheck --url URL      GET URL, exit 0 on 2xx, else 1 (for images without a shell)
   fixedgate version                    print the version
 `
@@ -53,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdIPRanges(args[1:], stdout, stderr)
 	case "healthcheck":
 		err = cmdHealthcheck(args[1:], stdout, stderr)
+	case "status":
+		err = cmdStatus(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "fixedgate", versionString())
 	case "help", "-h", "--help":

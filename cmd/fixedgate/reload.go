@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 
@@ -12,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fixedgate/fixedgate/proxy"
+	"github.com/fixedgate/fixedgate/proxy/probe"
 )
 
 // What SIGHUP applies live, and what it does not: the sections a reload swaps in while the proxy
@@ -82,8 +85,18 @@ func (a *app) reload(path string) (changed []string, sum string, err error) {
 			return nil, "", fmt.Errorf("config %s: routes: %w", path, err)
 		}
 	}
+	targetCA, err := readOptional(next.UpstreamTLS.CAFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("config %s: upstream_tls.ca_file: %w", path, err)
+	}
+	if err := a.probes.Check(next.Probes, targetCA); err != nil {
+		return nil, "", fmt.Errorf("config %s: %w", path, err)
+	}
 	if err := a.proxy.Reconfigure(a.proxyOptions(next, upstreamTLS)); err != nil {
 		return nil, "", fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := a.probes.Reconfigure(next.Probes, targetCA); err != nil {
+		a.log.Error("probes not reloaded", zap.Error(err)) // Check accepted them: not expected
 	}
 	// Validated with the file: these cannot fail now.
 	if err := a.resolver.SetConfig(next.Resolver); err != nil {
@@ -140,4 +153,34 @@ func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
 func (a *app) setConfigInfo(sum string) {
 	a.reloadMet.info.Reset()
 	a.reloadMet.info.WithLabelValues(sum).Set(1)
+}
+
+// probeOptions is what the probe runner needs of cfg and the running process.
+func (a *app) probeOptions(cfg *Config) probe.Options {
+	o := probe.Options{Log: a.log, Registerer: a.reg}
+	for _, l := range cfg.Listen {
+		o.Listeners = append(o.Listeners, probe.Listener{Address: l.AddrPort().String(), TLS: l.TLS})
+	}
+	switch {
+	case cfg.TLS.DefaultName != "":
+		o.ListenerName = cfg.TLS.DefaultName
+	case cfg.TLS.ACME != nil && len(cfg.TLS.ACME.Domains) > 0:
+		o.ListenerName = cfg.TLS.ACME.Domains[0]
+	}
+	if a.tls != nil && cfg.TLS.SelfSigned != nil {
+		o.ListenerCA, _ = os.ReadFile(a.tls.CAPath()) // the local CA the listeners' certificate comes from
+	}
+	o.TargetCA, _ = readOptional(cfg.UpstreamTLS.CAFile) // validated with the config
+	if cfg.IPRanges.State != "" {
+		o.HistoryPath = filepath.Join(filepath.Dir(cfg.IPRanges.State), "probe-history.json")
+	}
+	return o
+}
+
+// readOptional reads path, or returns nil for an empty path.
+func readOptional(path string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	return os.ReadFile(path)
 }

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -25,7 +26,9 @@ import (
 
 	"github.com/fixedgate/fixedgate/proxy"
 	"github.com/fixedgate/fixedgate/proxy/egress"
+	"github.com/fixedgate/fixedgate/proxy/probe"
 	"github.com/fixedgate/fixedgate/proxy/resolver"
+	"github.com/fixedgate/fixedgate/proxy/status"
 	fgtls "github.com/fixedgate/fixedgate/tls"
 
 	"github.com/fixedgate/fixedgate/ipranges"
@@ -147,6 +150,10 @@ type app struct {
 	contractHTTP *handler.Handler
 	proxyReady   atomic.Bool // a.proxy is set: contract changes reconcile its listeners
 	proxy        *proxy.Server
+	probes       *probe.Runner
+	incidents    *status.Store   // the status page's incident updates, beside the contract
+	statusAdmin  *status.Handler // /status on the admin listener: everything
+	statusPublic *status.Handler // /status on the public listeners (status.public): nothing internal
 	admin        *http.Server
 	adminLn      net.Listener
 }
@@ -235,7 +242,14 @@ func startApp(cfg *Config, log *zap.Logger) (_ *app, err error) {
 	if cfg.Admin.Listen != "" {
 		a.reserved = append(a.reserved, netip.MustParseAddrPort(cfg.Admin.Listen))
 	}
+	// The probes and the status page exist before the proxy, whose listeners serve the public
+	// page; the probes start once the listeners accept.
+	if a.probes, err = probe.New(cfg.Probes, a.probeOptions(cfg)); err != nil {
+		return nil, err
+	}
+	a.startStatus(reg)
 	opts := a.proxyOptions(cfg, upstreamTLS)
+	opts.StatusPage = a.statusPublic
 	if a.contract != nil {
 		opts.Contract = a.contractHTTP
 		opts.IngressInUse = func(addr netip.Addr) bool {
@@ -259,6 +273,7 @@ func startApp(cfg *Config, log *zap.Logger) (_ *app, err error) {
 		return nil, err
 	}
 	a.proxy.Serve()
+	a.probes.Start()
 	if a.tls != nil {
 		// ACME starts once the TLS listeners accept: TLS-ALPN-01 is answered there.
 		if err = a.tls.Start(); err != nil {
@@ -283,7 +298,8 @@ func (a *app) logReady() {
 	for _, e := range a.cfg.Egress.Addresses {
 		egressIPs = append(egressIPs, e.String())
 	}
-	a.log.Info("ready", zap.String("version", versionString()), zap.Strings("egress", egressIPs), zap.String("admin", a.cfg.Admin.Listen))
+	a.log.Info("ready", zap.String("version", versionString()), zap.Strings("egress", egressIPs), zap.String("admin", a.cfg.Admin.Listen),
+		zap.String("status_page", a.statusURLs()))
 }
 
 func (a *app) adminHandler(reg *prometheus.Registry) http.Handler {
@@ -294,19 +310,29 @@ func (a *app) adminHandler(reg *prometheus.Registry) http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
+		// Every reason at once: an operator fixing one should not discover the next afterwards.
+		var why []string
 		if err := a.proxy.Ready(ctx); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
+			why = append(why, err.Error())
 		}
 		if a.tls != nil {
 			if err := a.tls.Ready(); err != nil {
-				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-				return
+				why = append(why, err.Error())
 			}
+		}
+		if err := a.probes.Ready(); err != nil {
+			why = append(why, err.Error())
+		}
+		if len(why) > 0 {
+			http.Error(w, "not ready: "+strings.Join(why, "; "), http.StatusServiceUnavailable)
+			return
 		}
 		io.WriteString(w, "ready\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	for _, p := range status.Paths {
+		mux.Handle(p, a.statusAdmin)
+	}
 	if a.contractHTTP != nil {
 		for _, p := range handler.Paths {
 			mux.Handle(p, a.contractHTTP)
@@ -317,6 +343,7 @@ func (a *app) adminHandler(reg *prometheus.Registry) http.Handler {
 
 // shutdown drains the proxy within ctx, then stops the admin listener.
 func (a *app) shutdown(ctx context.Context) error {
+	a.probes.Close() // before the listeners they walk through go
 	err := a.proxy.Shutdown(ctx)
 	a.close()
 	return err
@@ -324,6 +351,10 @@ func (a *app) shutdown(ctx context.Context) error {
 
 // close releases whatever is open without waiting.
 func (a *app) close() {
+	if a.probes != nil {
+		a.probes.Close()
+	}
+	a.incidents.Close() // nil-safe
 	if a.admin != nil {
 		a.admin.Close()
 	} else if a.adminLn != nil {
