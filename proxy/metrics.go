@@ -74,11 +74,11 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 		}, []string{"door"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fixedgate_bytes_total",
-			Help: "Payload bytes moved, by door and direction (up: client to origin, down: origin to client).",
+			Help: "Payload bytes moved through the connect, forward and gateway doors, by door and direction (up: client to origin, down: origin to client).",
 		}, []string{"door", "direction"}),
 		backendDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "fixedgate_backend_request_duration_seconds",
-			Help:    "Gateway door: time from sending a request to a backend to its response headers (or failure), by upstream name.",
+			Help:    "Gateway door: one attempt at a backend, from dialling it (when no pooled connection is free) to its response headers or failure, retries counted one by one, by upstream name.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"upstream"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -183,10 +183,21 @@ func (m *metrics) user(name string) *userSeries {
 	m.usersMu.Lock()
 	defer m.usersMu.Unlock()
 	if u = m.users[name]; u == nil {
-		u = &userSeries{name: name, tunnels: m.userTunnels.WithLabelValues(name)}
+		u = &userSeries{name: name}
+		if name != "-" { // tunnels without a user are not counted per user
+			u.tunnels = m.userTunnels.WithLabelValues(name)
+		}
 		m.users[name] = u
 	}
 	return u
+}
+
+// forgetRoutes removes the series of upstreams no route uses any more (a reload removed them).
+func (m *metrics) forgetRoutes(names []string) {
+	for _, n := range names {
+		m.backendDuration.DeleteLabelValues(n)
+		m.retries.DeletePartialMatch(prometheus.Labels{"upstream": n})
+	}
 }
 
 // forgetUsers removes the series of users a reload removed. Requests and tunnels of theirs

@@ -90,6 +90,7 @@ func (s *Server) Reconfigure(opts Options) error {
 	}
 	s.restartChecks(next)
 	s.metrics.forgetUsers(removedUsers(prev.forward.Users, next.forward.Users))
+	s.metrics.forgetRoutes(removedUpstreams(prev.gateway.routes, next.gateway.routes))
 	revoked := s.tunnels.revoke(next)
 	s.log.Info("proxy settings reloaded", zap.Int("routes", len(next.gateway.routes)),
 		zap.Int("users", len(next.forward.Users)), zap.Int("allow_rules", len(next.forward.Allow)),
@@ -204,6 +205,17 @@ func removedUsers(prev, next []User) []string {
 	for _, u := range prev {
 		if !slices.ContainsFunc(next, func(n User) bool { return n.Name == u.Name }) {
 			out = append(out, u.Name)
+		}
+	}
+	return out
+}
+
+// removedUpstreams returns the upstream names of prev's routes that no route of next has.
+func removedUpstreams(prev, next []*gwRoute) []string {
+	var out []string
+	for _, r := range prev {
+		if !slices.ContainsFunc(next, func(n *gwRoute) bool { return n.name == r.name }) && !slices.Contains(out, r.name) {
+			out = append(out, r.name)
 		}
 	}
 	return out

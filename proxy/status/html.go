@@ -61,9 +61,9 @@ type htmlBar struct {
 }
 
 type htmlRoute struct {
-	Name, Upstream            string
-	Backends, Healthy, Ejectd int
-	Addresses                 []htmlAddress // admin
+	Name, Upstream             string
+	Backends, Healthy, Ejected int
+	Addresses                  []htmlAddress // admin
 }
 
 type htmlAddress struct {
@@ -135,7 +135,7 @@ func renderHTML(w io.Writer, s *snapshot) error {
 		p.Probes = append(p.Probes, probeHTML(&s.probes[i], s.notRun[i], s.now))
 	}
 	for _, r := range s.routes {
-		hr := htmlRoute{Name: r.Host + r.PathPrefix, Upstream: r.Upstream, Backends: r.Backends, Healthy: r.Healthy, Ejectd: r.Ejected}
+		hr := htmlRoute{Name: r.Host + r.PathPrefix, Upstream: r.Upstream, Backends: r.Backends, Healthy: r.Healthy, Ejected: r.Ejected}
 		for _, a := range r.Addresses {
 			hr.Addresses = append(hr.Addresses, htmlAddress{IP: a.Addr.String(), Ejected: a.Ejected})
 		}
@@ -392,7 +392,7 @@ footer{margin:2rem 0 1rem;font-size:.85rem;color:var(--muted)}
 {{if .Routes}}<h2>Backend fleets</h2>
 <div class="scroll"><table>
 <thead><tr><th scope="col">Route</th><th scope="col">Upstream</th><th scope="col" class="num">Known</th><th scope="col" class="num">Healthy</th><th scope="col" class="num">Ejected</th></tr></thead>
-<tbody>{{range .Routes}}<tr><td>{{.Name}}</td><td>{{.Upstream}}</td><td class="num">{{.Backends}}</td><td class="num">{{.Healthy}}</td><td class="num">{{.Ejectd}}</td></tr>
+<tbody>{{range .Routes}}<tr><td>{{.Name}}</td><td>{{.Upstream}}</td><td class="num">{{.Backends}}</td><td class="num">{{.Healthy}}</td><td class="num">{{.Ejected}}</td></tr>
 {{if $.Admin}}{{if .Addresses}}<tr><td colspan="5"><details><summary>Addresses of {{.Name}}</summary><ul>{{range .Addresses}}<li>{{.IP}}{{if .Ejected}} <strong>ejected</strong>{{end}}</li>{{end}}</ul></details></td></tr>
 {{end}}{{end}}{{end}}</tbody>
 </table></div>
