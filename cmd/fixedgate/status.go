@@ -44,7 +44,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	}
 	inc, err := status.Post(dir, *state, *message, *impact, time.Now())
 	if err != nil {
-		return fmt.Errorf("status post: %w", err)
+		return err // it says what it was doing
 	}
 	u := inc.Latest()
 	fmt.Fprintf(stdout, "posted to incident %s: %s (%s) at %s; %d update(s)\n", inc.ID, u.State, u.Impact, u.At.Format(time.RFC3339), len(inc.Updates))

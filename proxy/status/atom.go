@@ -66,7 +66,7 @@ func renderAtom(w io.Writer, s *snapshot) error {
 	}
 	var refs []ref
 	for i := range s.incidents {
-		for j := range s.incidents[i].Updates {
+		for j := len(s.incidents[i].Updates) - 1; j >= 0; j-- { // newest first, also within one second
 			refs = append(refs, ref{&s.incidents[i], j})
 		}
 	}

@@ -54,21 +54,22 @@
 // redacted one. Internal, and so only in the admin view:
 //
 //   - backend addresses, and which of them are ejected (routes carry counts only);
+//   - a route's upstream (the backends' name and port: internal DNS, often);
 //   - a probe's last error text, when it last ran (checked), when it last failed
 //     (last_failure) and its consecutive failures;
 //   - why the incidents file does not load (incidents_error), which names a path on the host.
 //
 // Everything else is public: the state, probe names, whether each is up, availability and
-// latency per window and per hour, each route's host, path prefix and upstream name with the
-// fleet's counts, upcoming contract changes (already public at /ip-ranges.json), and the
+// latency per window and per hour, each route's host and path prefix with the fleet's counts,
+// upcoming contract changes (already public at /ip-ranges.json), and the
 // incidents, whose messages operators write for customers.
 //
 // /status.json always has state, probes, routes, contract, incident, update_overdue,
 // generated_at and update_interval_s. A probe has name, up, availability {1h, 24h, 7d} (a
 // fraction, null for a window without data), latency_ms {p50, p99} (the 1 h window, null
 // without data), latency_ms_windows {1h, 24h, 7d} and last_24h [{hour, availability, p50_ms,
-// p99_ms}] (oldest first). A route has host, path_prefix, upstream, backends, healthy and
-// ejected. contract is null without a contract, else {"ip_ranges": "/ip-ranges.json",
+// p99_ms}] (oldest first). A route has host, path_prefix, backends, healthy and ejected (and,
+// admin only, upstream and addresses). contract is null without a contract, else {"ip_ranges": "/ip-ranges.json",
 // "upcoming": [{cidr, direction, status, at}]} (announced: at is when it goes live; draining: at
 // is when it is retired), soonest first. incident is null when none is open, else {id, state,
 // impact, opened_at, updated_at, updates: [{at, state, impact, message}]} with the newest update

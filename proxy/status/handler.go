@@ -134,6 +134,7 @@ func (s *snapshot) redact() {
 	}
 	for i := range s.routes {
 		s.routes[i].Addresses = nil
+		s.routes[i].Upstream = "" // a backend's name and port: the host customers use is enough
 	}
 	s.storeErr = ""
 }

@@ -163,7 +163,7 @@ func sorted(ks ...string) []string {
 func TestJSONFields(t *testing.T) {
 	f := newFixture(t)
 	publicProbe := []string{"name", "up", "availability", "latency_ms", "latency_ms_windows", "last_24h"}
-	publicRoute := []string{"host", "path_prefix", "upstream", "backends", "healthy", "ejected"}
+	publicRoute := []string{"host", "path_prefix", "backends", "healthy", "ejected"}
 	tests := []struct {
 		name       string
 		public     bool
@@ -172,7 +172,7 @@ func TestJSONFields(t *testing.T) {
 		wantTopKey []string
 	}{
 		{"public", true, sorted(publicProbe...), sorted(publicRoute...), nil},
-		{"admin", false, sorted(append(publicProbe, "last_error", "checked", "last_failure", "consecutive_failures")...), sorted(append(publicRoute, "addresses")...), nil},
+		{"admin", false, sorted(append(publicProbe, "last_error", "checked", "last_failure", "consecutive_failures")...), sorted(append(publicRoute, "upstream", "addresses")...), nil},
 	}
 	top := sorted("state", "probes", "routes", "contract", "incident", "update_overdue", "generated_at", "update_interval_s")
 	for _, tt := range tests {
@@ -347,7 +347,7 @@ func TestPublicViewRedacted(t *testing.T) {
 		t.Fatal("fixture: the store should keep the last good incidents and report the error")
 	}
 	internal := []string{secretIP1, secretIP2, secretIP6, secretError, "10.9.8.7", "connection refused", f.dir, FileName,
-		"last_error", "addresses", "consecutive_failures", "incidents_error"}
+		"last_error", "addresses", "consecutive_failures", "incidents_error", "fleet.example.com"}
 	for _, path := range Paths {
 		pub := getOK(t, f.handler(true), path)
 		for _, s := range internal {
@@ -358,7 +358,7 @@ func TestPublicViewRedacted(t *testing.T) {
 	}
 	for _, path := range []string{PathHTML, PathJSON} {
 		admin := getOK(t, f.handler(false), path)
-		for _, s := range []string{secretIP1, secretIP2, secretIP6, "connection refused", f.dir} {
+		for _, s := range []string{secretIP1, secretIP2, secretIP6, "connection refused", f.dir, "fleet.example.com"} {
 			if !strings.Contains(admin, s) {
 				t.Errorf("admin %s lacks %q", path, s)
 			}
@@ -483,7 +483,7 @@ func TestHTML(t *testing.T) {
 				"identified (impact: degraded)",
 				"Gateway requests fail <script>alert(1)</script> & more.", // escaped, shown as text
 				"fleet-connect", "✓ Up", "✕ Down", "Not run yet", "99.93%", "100%", "no data",
-				"gw.example.com/api/", "fleet.example.com",
+				"gw.example.com/api/",
 				"203.0.113.7/32", "goes live 2026-03-28 12:00 UTC", "198.51.100.0/24", "retired 2026-03-17 12:00 UTC",
 				"Earlier: slow DNS.", "Resolved", "A fleet lost its DNS name.",
 			} {

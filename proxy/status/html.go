@@ -223,7 +223,7 @@ func chart(name string, hours []Hour) htmlChart {
 		}
 	}
 	var line strings.Builder
-	prevData := false
+	prevData, pending := false, ""
 	for i, h := range hours {
 		slot := offset + i
 		bar := htmlBar{X: slot*chartSlot + 1}
@@ -250,24 +250,24 @@ func chart(name string, hours []Hour) htmlChart {
 		}
 		x := float64(slot*chartSlot) + chartSlot/2.0
 		y := chartLineBot - float64(h.P99)/float64(maxP99)*(chartLineBot-chartLineTop)
+		// The line joins neighbouring hours with data; a lone hour has no segment (its p99 is
+		// in the bar's tooltip and the table): a dot would read as dirt on the screen.
 		if prevData {
-			fmt.Fprintf(&line, "L%.1f %.1f", x, y)
+			line.WriteString(pending) // the run's first point, once it has a second
+			pending = ""
+			fmt.Fprintf(&line, " %.1f %.1f", x, y)
 		} else {
-			if line.Len() > 0 {
-				line.WriteByte(' ')
-			}
-			// A lone point would not show: each run starts with a tiny flat stroke.
-			fmt.Fprintf(&line, "M%.1f %.1fh0.01", x, y)
+			pending = fmt.Sprintf(" M%.1f %.1f L", x, y)
 		}
 		prevData = true
 	}
-	c.Line = line.String()
+	c.Line = strings.TrimSpace(line.String())
 	if maxP99 > 0 {
 		c.MaxP99 = msText(maxP99)
 	}
 	if len(hours) > 0 {
-		c.From = hours[0].Start.UTC().Format("Jan 2 15:00")
-		c.To = hours[len(hours)-1].Start.UTC().Add(time.Hour).Format("Jan 2 15:00 UTC")
+		c.From = hours[0].Start.UTC().Format("Jan 2 15:00 UTC")
+		c.To = "now"
 	}
 	return c
 }
@@ -352,7 +352,7 @@ ol.updates{list-style:none;padding:0;margin:0}
 ol.updates li{padding:.5rem 0;border-top:1px solid var(--line)}
 ol.updates li:first-child{border-top:0}
 footer{margin:2rem 0 1rem;font-size:.85rem;color:var(--muted)}
-@media (max-width:30rem){main{padding:.5rem}.card{padding:.75rem}th,td{padding:.25rem}}
+@media (max-width:30rem){main{padding:.5rem}.card{padding:.75rem}th,td{padding:.25rem;white-space:normal;overflow-wrap:anywhere}}
 </style>
 </head>
 <body>
@@ -391,8 +391,8 @@ footer{margin:2rem 0 1rem;font-size:.85rem;color:var(--muted)}
 
 {{if .Routes}}<h2>Backend fleets</h2>
 <div class="scroll"><table>
-<thead><tr><th scope="col">Route</th><th scope="col">Upstream</th><th scope="col" class="num">Known</th><th scope="col" class="num">Healthy</th><th scope="col" class="num">Ejected</th></tr></thead>
-<tbody>{{range .Routes}}<tr><td>{{.Name}}</td><td>{{.Upstream}}</td><td class="num">{{.Backends}}</td><td class="num">{{.Healthy}}</td><td class="num">{{.Ejected}}</td></tr>
+<thead><tr><th scope="col">Route</th>{{if $.Admin}}<th scope="col">Upstream</th>{{end}}<th scope="col" class="num">Known</th><th scope="col" class="num">Healthy</th><th scope="col" class="num">Ejected</th></tr></thead>
+<tbody>{{range .Routes}}<tr><td>{{.Name}}</td>{{if $.Admin}}<td>{{.Upstream}}</td>{{end}}<td class="num">{{.Backends}}</td><td class="num">{{.Healthy}}</td><td class="num">{{.Ejected}}</td></tr>
 {{if $.Admin}}{{if .Addresses}}<tr><td colspan="5"><details><summary>Addresses of {{.Name}}</summary><ul>{{range .Addresses}}<li>{{.IP}}{{if .Ejected}} <strong>ejected</strong>{{end}}</li>{{end}}</ul></details></td></tr>
 {{end}}{{end}}{{end}}</tbody>
 </table></div>

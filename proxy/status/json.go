@@ -59,7 +59,7 @@ type jsonHour struct {
 type jsonRoute struct {
 	Host       string `json:"host"`
 	PathPrefix string `json:"path_prefix"`
-	Upstream   string `json:"upstream"`
+	Upstream   string `json:"upstream,omitempty"` // admin view only
 	Backends   int    `json:"backends"`
 	Healthy    int    `json:"healthy"`
 	Ejected    int    `json:"ejected"`
