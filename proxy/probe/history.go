@@ -4,9 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/fixedgate/fixedgate/proxy/statefile"
 )
 
 // historyHours is how much history a probe keeps: the status page's longest window, 7 days.
@@ -186,37 +187,14 @@ func loadHistory(path string) (map[string]history, error) {
 	return f.Probes, nil
 }
 
-// saveHistory writes the histories to path atomically: a temporary file in the same
-// directory, fsync, rename, fsync of the directory.
+// saveHistory writes the histories to path atomically (statefile.WriteAtomic).
 func saveHistory(path string, probes map[string]history) error {
 	data, err := json.Marshal(historyFile{Version: 1, Probes: probes})
 	if err != nil {
 		return fmt.Errorf("encode probe history: %w", err)
 	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".probe-history-*")
-	if err != nil {
-		return fmt.Errorf("write probe history: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // a no-op once renamed
-	if _, err := tmp.Write(data); err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("write probe history %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
+	if err := statefile.WriteAtomic(path, data); err != nil {
+		return fmt.Errorf("probe history: %w", err)
 	}
 	return nil
 }

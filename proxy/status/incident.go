@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/fixedgate/fixedgate/proxy/statefile"
 )
 
 // FileName is the incidents file in the state directory (the ip-ranges contract's directory).
@@ -144,16 +146,16 @@ func Post(dir string, state, message, impact string, now time.Time) (*Incident, 
 	}
 
 	path := filepath.Join(dir, FileName)
-	unlock, err := lockFile(lockPath(path))
+	unlock, err := statefile.Lock(statefile.LockPath(path))
 	if err != nil {
-		return nil, fmt.Errorf("post status update: lock %s: %w", lockPath(path), err)
+		return nil, fmt.Errorf("post status update: lock %s: %w", statefile.LockPath(path), err)
 	}
 	defer unlock()
 	f, err := loadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("post status update: %w", err)
 	}
-	removeStaleTemps(path)
+	statefile.RemoveStaleTemps(path)
 	inc, err := f.post(st, imp, msg, now)
 	if err != nil {
 		return nil, fmt.Errorf("post status update: %w", err)
@@ -165,7 +167,7 @@ func Post(dir string, state, message, impact string, now time.Time) (*Incident, 
 	if err != nil {
 		return nil, fmt.Errorf("post status update: %w", err)
 	}
-	if err := writeAtomic(path, data); err != nil {
+	if err := statefile.WriteAtomic(path, data); err != nil {
 		return nil, fmt.Errorf("post status update: %w", err)
 	}
 	return inc, nil
@@ -400,85 +402,4 @@ func marshalFile(f *incidentFile) ([]byte, error) {
 		return nil, err
 	}
 	return append(data, '\n'), nil
-}
-
-// writeAtomic writes data to path: a temporary file in the same directory (mode 0644, or the
-// existing file's), written, synced, renamed over path, and the directory synced. Readers see
-// the old file or the new one. If path is a symlink, the file it points to is replaced.
-func writeAtomic(path string, data []byte) (err error) {
-	if len(data) == 0 {
-		return fmt.Errorf("write %s: refusing to write an empty file", path)
-	}
-	target := path
-	if real, err := filepath.EvalSymlinks(path); err == nil {
-		target = real
-	}
-	mode := fs.FileMode(0o644)
-	if fi, err := os.Stat(target); err == nil {
-		mode = fi.Mode().Perm()
-	}
-	dir, base := filepath.Split(target)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, tempPrefix(base)+"*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(mode); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("write %s: sync %s: %w", path, tmp, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = os.Rename(tmp, target); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = syncDir(dir); err != nil {
-		return fmt.Errorf("write %s: the update is in place but syncing %s failed: %w", path, dir, err)
-	}
-	return nil
-}
-
-func tempPrefix(base string) string { return "." + base + ".tmp-" }
-
-// lockPath is the lock file Post holds while it changes path.
-func lockPath(path string) string {
-	dir, base := filepath.Split(path)
-	return filepath.Join(dir, "."+base+".lock")
-}
-
-// removeStaleTemps deletes temporary files an interrupted Post left beside path. The caller
-// holds path's lock, so no Post is writing one.
-func removeStaleTemps(path string) {
-	target := path
-	if real, err := filepath.EvalSymlinks(path); err == nil {
-		target = real
-	}
-	dir, base := filepath.Split(target)
-	if dir == "" {
-		dir = "."
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), tempPrefix(base)) && e.Type().IsRegular() {
-			os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
 }

@@ -1,6 +1,6 @@
 //go:build unix
 
-package status
+package statefile
 
 import (
 	"errors"
@@ -8,11 +8,11 @@ import (
 	"syscall"
 )
 
-// lockFile takes an exclusive flock on the lock file at path (creating it), waiting for another
+// Lock takes an exclusive flock on the lock file at path (creating it), waiting for another
 // holder to finish. The lock file stays (removing it would race with a waiting locker); it is
 // empty. flock locks belong to the open file, so goroutines of one process exclude each other
 // too.
-func lockFile(path string) (unlock func(), err error) {
+func Lock(path string) (unlock func(), err error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
@@ -33,9 +33,9 @@ func lockFile(path string) (unlock func(), err error) {
 	}, nil
 }
 
-// syncDir flushes a directory entry change (a rename) to stable storage. Some file systems
+// SyncDir flushes a directory entry change (a rename) to stable storage. Some file systems
 // cannot sync a directory; that is not a failed write.
-func syncDir(dir string) error {
+func SyncDir(dir string) error {
 	df, err := os.Open(dir)
 	if err != nil {
 		return err
