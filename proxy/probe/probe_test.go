@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestValidate(t *testing.T) {
@@ -201,5 +203,47 @@ func TestRunnerConnect(t *testing.T) {
 	}
 	if a, _ := auth.Load().(string); a != "Basic cHJvYmU6aw==" {
 		t.Fatalf("Proxy-Authorization %q", a)
+	}
+}
+
+// TestRunnerReconfigure: a reload keeps the results and history of a probe that keeps its name,
+// drops those of a removed one, and refuses a bad list without changing anything.
+func TestRunnerReconfigure(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(srv.Close)
+	addr := srv.Listener.Addr().String()
+	cfg := func(name string) Config {
+		return Config{Name: name, URL: "https://gw.test/", Via: ViaGateway, Listener: addr, Interval: time.Hour}
+	}
+	reg := prometheus.NewRegistry()
+	r, err := New([]Config{cfg("a"), cfg("b")}, Options{Listeners: []Listener{{Address: addr, TLS: true}}, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	r.run(context.Background(), r.probes["a"]) // fails (certificate name): a result either way
+	r.run(context.Background(), r.probes["b"])
+	if err := r.Reconfigure([]Config{cfg("a"), {Name: "bad"}}, nil); err == nil {
+		t.Fatal("a bad probe list was accepted")
+	}
+	if len(r.Statuses()) != 2 {
+		t.Fatal("a refused reload changed the probes")
+	}
+	if err := r.Reconfigure([]Config{cfg("a"), cfg("c")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	st := r.Statuses()
+	if len(st) != 2 || st[0].Name != "a" || st[0].Checked.IsZero() || st[0].Windows[0].Total != 1 || st[1].Name != "c" || !st[1].Checked.IsZero() {
+		t.Fatalf("after the reload: %+v", st)
+	}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "probe" && l.GetValue() == "b" {
+					t.Fatalf("%s still has a series for the removed probe b", mf.GetName())
+				}
+			}
+		}
 	}
 }
