@@ -18,8 +18,10 @@ import (
 // Linux a TCP-to-TCP step is a splice(2) loop, so the size only bounds how often we look up.
 const tunnelChunk = 256 << 10
 
-// copyBufs hold one TLS record's worth: the unit a TLS leg reads and writes in.
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
+// copyBufSize is one TLS record's worth: the unit a TLS leg reads and writes in.
+const copyBufSize = 16 << 10
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
 // copyBufferPool lends ReverseProxy its copy buffers, which it would otherwise allocate (32 KiB)
 // for every response.
@@ -71,56 +73,87 @@ func (p *pipe) run(client, upstream io.ReadWriter, closeBoth func()) error {
 	return up
 }
 
+// copy moves src's bytes to dst until src ends (EOF is passed on as a half-close), a call
+// fails, or the tunnel is idle.
 func (p *pipe) copy(dst io.Writer, src io.Reader, count *atomic.Int64) error {
-	rd, _ := src.(readDeadliner)
-	// TCP to TCP splices in the kernel and needs no buffer; an idle spliced tunnel holds none.
-	var buf []byte
 	srcTCP, _ := src.(*net.TCPConn)
-	_, dstTCP := dst.(*net.TCPConn)
-	spliced := srcTCP != nil && dstTCP
-	if !spliced {
-		bufp := copyBufs.Get().(*[]byte)
-		defer copyBufs.Put(bufp)
-		buf = *bufp
+	dstTCP, _ := dst.(*net.TCPConn)
+	if srcTCP != nil && dstTCP != nil {
+		return p.copyTCP(dstTCP, srcTCP, count)
 	}
+	return p.copyStream(dst, src, count)
+}
+
+// copyStream is copy through a buffer, for legs that are not both TCP (TLS to the proxy,
+// HTTP/2 streams).
+func (p *pipe) copyStream(dst io.Writer, src io.Reader, count *atomic.Int64) error {
+	rd, _ := src.(readDeadliner)
+	bufp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bufp)
+	var dl deadline
 	for {
-		if rd != nil {
-			rd.SetReadDeadline(time.Now().Add(p.idle))
-		}
-		var n int64
-		limit, err := int64(tunnelChunk), error(nil)
-		if spliced {
-			var avail int
-			if avail, err = waitReadable(srcTCP); avail > 0 && avail < tunnelChunk {
-				limit = int64(avail)
-			}
-		}
-		if err == nil {
-			n, err = io.CopyBuffer(dst, &io.LimitedReader{R: src, N: limit}, buf)
-		}
-		if n > 0 {
-			count.Add(n)
-			p.lastMove.Store(time.Now().UnixNano())
-		}
+		dl.extend(rd, p.idle)
+		n, err := io.CopyBuffer(dst, &io.LimitedReader{R: src, N: tunnelChunk}, *bufp)
+		p.moved(count, n)
 		switch {
-		case err == nil && n == limit:
+		case err == nil && n == tunnelChunk:
 			continue
 		case err == nil: // EOF from src: pass the half-close on
-			if hc, ok := dst.(halfCloser); ok {
-				hc.CloseWrite()
-			}
+			halfClose(dst)
 			return nil
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			// The other direction may be busy while this one is quiet (a download): the tunnel
-			// is idle only when nothing moved either way. Steps report progress when they end,
-			// so allow one extra window before deciding.
-			if n > 0 || time.Since(time.Unix(0, p.lastMove.Load())) < 2*p.idle {
+			if p.stillActive(n, rd, &dl) {
 				continue
 			}
 			return errTunnelIdle
 		default:
 			return err
 		}
+	}
+}
+
+// moved counts n bytes moved by one step.
+func (p *pipe) moved(count *atomic.Int64, n int64) {
+	if n > 0 {
+		count.Add(n)
+		p.lastMove.Store(time.Now().UnixNano())
+	}
+}
+
+// stillActive decides, when a leg's read deadline passed, whether the tunnel is idle: only when
+// nothing moved either way for the idle timeout (the other direction may be busy while this one
+// is quiet, a download). If it is not, the deadline is set for the moment it would be.
+func (p *pipe) stillActive(n int64, rd readDeadliner, dl *deadline) bool {
+	last := time.Unix(0, p.lastMove.Load())
+	if n == 0 && time.Since(last) >= p.idle {
+		return false
+	}
+	dl.at = last.Add(p.idle)
+	if n > 0 || !dl.at.After(time.Now()) {
+		dl.at = time.Now().Add(p.idle)
+	}
+	rd.SetReadDeadline(dl.at)
+	return true
+}
+
+// deadline is a leg's read deadline, pushed out only when less than half the idle timeout is
+// left: a busy leg resets its timer every idle/2, not on every read (a timer change costs more
+// than the read of a small message).
+type deadline struct{ at time.Time }
+
+func (d *deadline) extend(rd readDeadliner, idle time.Duration) {
+	if rd == nil {
+		return
+	}
+	if now := time.Now(); d.at.Sub(now) < idle/2 {
+		d.at = now.Add(idle)
+		rd.SetReadDeadline(d.at)
+	}
+}
+
+func halfClose(w io.Writer) {
+	if hc, ok := w.(halfCloser); ok {
+		hc.CloseWrite()
 	}
 }
 
