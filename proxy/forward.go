@@ -348,12 +348,16 @@ func (s *Server) tunnelHTTP1(w http.ResponseWriter, upstream *net.TCPConn, x *ex
 		}
 		rec.bytesUp += int64(n)
 	}
-	var client io.ReadWriter = conn
+	// TCP on both sides: the raw relay and splice (copyTCP). A TLS client (the proxy's TLS
+	// port) is relayed through a buffer, the upstream read and written with raw system calls.
+	var client, up io.ReadWriter = conn, upstream
 	if tcp := tcpOf(conn); tcp != nil {
 		client = tcp
+	} else {
+		up = newRawConn(upstream)
 	}
 	p := &pipe{idle: x.st.limits.TunnelIdleTimeout}
-	rec.err = p.run(client, upstream, closeBoth)
+	rec.err = p.run(client, up, closeBoth)
 	rec.bytesUp += p.up.Load()
 	rec.bytesDown += p.down.Load()
 }

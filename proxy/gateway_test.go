@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/netip"
 	"slices"
 	"testing"
@@ -71,5 +73,70 @@ func TestHostWithoutPort(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { hostWithoutPort("gw.example") }); n != 0 {
 		t.Errorf("hostWithoutPort allocates %v times", n)
+	}
+}
+
+// chunky hands out its data in reads of at most step bytes, counting the reads.
+type chunky struct {
+	data  []byte
+	step  int
+	reads int
+}
+
+func (c *chunky) Read(p []byte) (int, error) {
+	c.reads++
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), c.step)], c.data)
+	c.data = c.data[n:]
+	return n, nil
+}
+
+func (c *chunky) Close() error { return nil }
+
+// TestBigReads: a large HTTP/2 body is read from the backend in big steps once a read fills the
+// caller's buffer, and every byte arrives in order; a small body is passed through as it is.
+func TestBigReads(t *testing.T) {
+	data := make([]byte, 3<<20+123)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	for _, tc := range []struct {
+		name     string
+		size     int
+		maxReads int // reads of the backend body at most
+		takesBuf bool
+	}{
+		{"small body", 100, 2, false},
+		{"large body", len(data), 1 + len(data)/(16<<10) + 2, true},
+	} {
+		src := &chunky{data: data[:tc.size], step: 1 << 20}
+		b := &bigReads{ReadCloser: src}
+		var got bytes.Buffer
+		p := make([]byte, 16<<10) // ReverseProxy's copy buffer
+		took := false
+		for {
+			n, err := b.Read(p)
+			got.Write(p[:n])
+			took = took || b.buf != nil
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+		}
+		b.Close()
+		if !bytes.Equal(got.Bytes(), data[:tc.size]) {
+			t.Fatalf("%s: %d bytes out differ from the %d in", tc.name, got.Len(), tc.size)
+		}
+		if took != tc.takesBuf || b.buf != nil {
+			t.Errorf("%s: took a big buffer %v (want %v), still held after Close %v", tc.name, took, tc.takesBuf, b.buf != nil)
+		}
+		// 16 KiB reads would make one backend read per 16 KiB; big steps make far fewer.
+		if tc.takesBuf && src.reads > 1+len(data)/bigBufSize+3 {
+			t.Errorf("%s: %d reads of the backend body for %d bytes", tc.name, src.reads, tc.size)
+		}
 	}
 }
