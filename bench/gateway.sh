@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
-# bench/gateway.sh — fixedgate's gateway door (TLS reverse proxy) vs nginx and haproxy, on one
-# machine, loopback only.
+# bench/gateway.sh — fixedgate's gateway door (TLS reverse proxy) vs nginx, haproxy and Caddy, on
+# one machine, loopback only.
 #
-#   bash bench/gateway.sh                                   # default knobs (~5 minutes)
+#   bash bench/gateway.sh                                   # default knobs (~7 minutes)
 #   DURATION=2 WARMUP=1 ROUNDS=1 FIXEDGATE=0 bash bench/gateway.sh   # smoke run
 #
-# What it does: installs nginx-light, haproxy (and util-linux, curl) if missing; builds
-# bench/loadgen and (if it compiles and `fixedgate validate` accepts the gateway config)
-# cmd/fixedgate; starts a loopback HTTPS origin (backend port HTTP/1.1 only unless BACKEND_H2=1,
-# plus an h2-capable port for the direct baseline), a loopback DNS server that
-# answers origin.bench.test, and every reverse proxy, all pinned to CPU $SERVER_CPU; checks that
+# What it does: installs nginx-light, haproxy (and util-linux, curl) if missing; `go install`s
+# Caddy into $WORK/bin when missing (never into the product's go.mod); builds bench/loadgen and
+# (if it compiles and `fixedgate validate` accepts the gateway config) cmd/fixedgate; starts a
+# loopback HTTPS origin (backend port HTTP/1.1 only unless BACKEND_H2=1, plus an h2-capable port
+# for the direct baseline), a loopback DNS server that answers origin.bench.test, and every
+# reverse proxy, all pinned to CPU $SERVER_CPU; checks that
 # each proxy really verifies the origin's certificate (negative control with a wrong CA) and
 # answers over HTTP/1.1 and HTTP/2; then, pinned to CPU $LOADGEN_CPU, measures for
-# direct / nginx / haproxy / fixedgate, GET /json (200-byte JSON) with Host: gw.bench.test:
+# direct / nginx / haproxy / caddy / fixedgate, GET /json (200-byte JSON) with Host: gw.bench.test:
 #   ka:  HTTP/1.1 keep-alive over TLS, $KA_CONC connections, back-to-back requests,
 #   h2:  HTTP/2, $H2_CONNS connections x $H2_STREAMS concurrent streams,
 #   new: a fresh TCP + TLS connection per request (full handshake), $NEW_CONC workers;
+# and, with MODES containing bulk, one large download per target:
+#   bulk: one TLS connection, a warm-up GET /json, then GET /bulk?bytes=$BULK_BYTES (1 GiB) timed
+#         to its last byte, over HTTP/1.1 (BULK_H2=1: HTTP/2); MiB/s and proxy CPU s per GiB;
 # in $ROUNDS interleaved rounds (order rotated), with the proxy's own CPU time per request and
 # the number of connections the origin accepted. Prints one report (medians, ratios vs direct,
 # fixedgate vs each peer, per-round ratios). Nothing leaves 127.0.0.0/8.
@@ -30,8 +34,11 @@ H2_CONNS=${H2_CONNS:-16}         # h2: connections ...
 H2_STREAMS=${H2_STREAMS:-4}      #     ... x concurrent streams on each
 NEW_CONC=${NEW_CONC:-64}         # new: workers, each request on a fresh TLS connection
 POST_BYTES=${POST_BYTES:-0}      # >0: ka and new send POST /json with a JSON body of this size (set MODES="ka new")
-MODES=${MODES:-"ka h2 new"}
-TARGETS=${TARGETS:-"direct nginx haproxy fixedgate"}
+MODES=${MODES:-"ka h2 new bulk"}  # any of ka h2 new bulk
+BULK_BYTES=${BULK_BYTES:-1073741824} # bulk: body size of the one GET /bulk?bytes=N per target and round
+BULK_H2=${BULK_H2:-0}            # bulk: 0 = HTTP/1.1 client, 1 = HTTP/2 client
+TARGETS=${TARGETS:-"direct nginx haproxy caddy fixedgate"}
+CADDY_PKG=${CADDY_PKG:-github.com/caddyserver/caddy/v2/cmd/caddy@v2.11.9}
 FIXEDGATE=${FIXEDGATE:-auto}     # auto: include if it builds and validate accepts the config; 0: skip; 1: required
 CURVES=${CURVES:-x25519}         # client groups: x25519 | default | mlkem | p256
 ACCESS_LOG=${ACCESS_LOG:-1}      # 1: every proxy writes one access-log line per request (fixedgate always does); 0: peers' logs off
@@ -45,6 +52,8 @@ ORIGIN_PORT=${ORIGIN_PORT:-9443}   # the proxies' backend: HTTP/1.1 only (the pe
 DIRECT_PORT=${DIRECT_PORT:-9444}   # same origin process, offers h2 + http/1.1: the direct baseline (h2 needs it)
 BACKEND_H2=${BACKEND_H2:-0}        # 1: ORIGIN_PORT offers h2 too (nginx and haproxy still ask for http/1.1)
 NGINX_IP=${NGINX_IP:-127.0.0.13}; HAPROXY_IP=${HAPROXY_IP:-127.0.0.14}; FG_IP=${FG_IP:-127.0.0.10}
+CADDY_IP=${CADDY_IP:-127.0.0.15}
+CADDY_IDLE_CONNS=${CADDY_IDLE_CONNS:-64} # Caddy's idle origin connections (its default 32), as nginx's upstream keepalive 64
 GW_PORT=${GW_PORT:-8443}         # TLS port of every proxy
 FG_ADMIN=${FG_ADMIN:-127.0.0.1:9092}
 FG_EGRESS=${FG_EGRESS:-127.0.0.20}
@@ -64,8 +73,14 @@ source "$ROOT/bench/lib.sh"
 install_traps
 [[ "$POST_BYTES" =~ ^[0-9]+$ ]] && ((POST_BYTES <= 1048576)) || die "POST_BYTES must be 0..1048576"
 if ((POST_BYTES > 0)) && [[ " $MODES " == *" h2 "* ]]; then
-  die "POST_BYTES applies to the ka and new modes; set MODES=\"ka new\""
+  die "POST_BYTES applies to the ka and new modes; set MODES=\"ka new\" (or \"ka new bulk\": bulk stays a GET)"
 fi
+for m in $MODES; do [[ $m =~ ^(ka|h2|new|bulk)$ ]] || die "unknown mode $m in MODES (want ka, h2, new, bulk)"; done
+[[ "$BULK_BYTES" =~ ^[0-9]+$ ]] && ((BULK_BYTES >= 1 && BULK_BYTES <= 17179869184)) || die "BULK_BYTES must be 1..17179869184 (the origin's limit)"
+[[ $BULK_H2 =~ ^[01]$ ]] || die "BULK_H2 must be 0 or 1"
+has_bulk=0; [[ " $MODES " == *" bulk "* ]] && has_bulk=1
+# the bound on one bulk run (connection, warm-up and transfer): 60 s plus 1 s per 16 MiB, at most 30 min
+BULK_TIMEOUT=$((60 + BULK_BYTES / 16777216)); ((BULK_TIMEOUT > 1800)) && BULK_TIMEOUT=1800
 
 # ---- 0. packages ------------------------------------------------------------------------
 ensure_gw_peers # lib.sh: nginx-light, haproxy, util-linux, curl; NGINX_VER/_PKG/_SSL, HAPROXY_VER/_SSL
@@ -75,15 +90,18 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE=$(ulimit -n)
 build_loadgen
 build_fixedgate
+want_caddy=0; [[ " $TARGETS " == *" caddy "* ]] && want_caddy=1
+((want_caddy)) && go_install_tool caddy "$CADDY_PKG" 1800 # lib.sh: only when $WORK/bin/caddy is missing
 
-for ap in "$ORIGIN_IP $ORIGIN_PORT" "$ORIGIN_IP $DIRECT_PORT" "$NGINX_IP $GW_PORT" "$HAPROXY_IP $GW_PORT" "$FG_IP $GW_PORT" "${FG_ADMIN%:*} ${FG_ADMIN##*:}"; do
+for ap in "$ORIGIN_IP $ORIGIN_PORT" "$ORIGIN_IP $DIRECT_PORT" "$NGINX_IP $GW_PORT" "$HAPROXY_IP $GW_PORT" "$CADDY_IP $GW_PORT" "$FG_IP $GW_PORT" "${FG_ADMIN%:*} ${FG_ADMIN##*:}"; do
   # shellcheck disable=SC2086
   port_free $ap || die "something already listens on ${ap/ /:} (a system nginx/haproxy service? another bench run?); stop it or change the *_IP / *_PORT knobs"
 done
 
 # ---- 2. origin, DNS, certificates, configs ------------------------------------------------
 # the safety bound on the origin's and DNS server's life: the whole run plus a margin
-LIFE=$((ROUNDS * 4 * 3 * (DURATION + WARMUP + 10) + 900))
+n_targets=$(wc -w <<<"$TARGETS")
+LIFE=$((ROUNDS * (n_targets > 4 ? n_targets : 4) * (3 * (DURATION + WARMUP + 10) + has_bulk * BULK_TIMEOUT) + 900))
 BACKEND_PROTO=$([[ $BACKEND_H2 == 1 ]] && echo "h2 + http/1.1" || echo "HTTP/1.1 only")
 log "starting origin on $ORIGIN (backend, $BACKEND_PROTO) + $ORIGIN_IP:$DIRECT_PORT (direct, h2 + http/1.1) and DNS ($ORIGIN_NAME -> $ORIGIN_IP) on CPU $SERVER_CPU; loadgen on CPU $LOADGEN_CPU; RLIMIT_NOFILE=$NOFILE"
 origin_h2=(); [[ $BACKEND_H2 == 1 ]] && origin_h2=(-h2)
@@ -101,6 +119,16 @@ write_haproxy_cfg "$WORK/haproxy/haproxy-wrong-ca.cfg" "$WRONG_CA" neg
 write_fixedgate_yaml "$WORK/fixedgate/fixedgate.yaml" "$ORIGIN_CA"
 write_fixedgate_yaml "$WORK/fixedgate/fixedgate-wrong-ca.yaml" "$WRONG_CA"
 chown -R "${NGINX_USER%% *}" "$WORK/nginx/tmp" 2>/dev/null || true
+if ((want_caddy)); then
+  mkdir -p "$WORK/caddy/data" "$WORK/caddy/config"
+  "$LG" gencert -dir "$WORK/caddy/tls" -ips "$CADDY_IP" -dns "$GW_NAME" -cn "$GW_NAME"
+  # site gw.bench.test (the Host and SNI the load generator sends) on $CADDY_IP:$GW_PORT
+  write_caddyfile "$WORK/caddy/Caddyfile" "$ORIGIN_CA" "https://$GW_NAME:$GW_PORT" \
+    "$([[ $ACCESS_LOG == 1 ]] && echo "$WORK/caddy/access.log")" "$CADDY_IDLE_CONNS"
+  write_caddyfile "$WORK/caddy/Caddyfile-wrong-ca" "$WRONG_CA" "https://$GW_NAME:$GW_PORT" \
+    "$([[ $ACCESS_LOG == 1 ]] && echo "$WORK/caddy/access-wrong-ca.log")" "$CADDY_IDLE_CONNS"
+  caddy_validate "$WORK/caddy/Caddyfile" # lib.sh
+fi
 
 nginx -t -q -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" >"$WORK/logs/nginx-configtest.log" 2>&1 ||
   die "nginx rejects its config: $(cat "$WORK/logs/nginx-configtest.log")"
@@ -127,12 +155,13 @@ done
 TARGETS=${sel[*]}
 
 # ---- 3. servers -------------------------------------------------------------------------
-proxy_of() { case $1 in nginx | haproxy | fixedgate) echo "$1" ;; *) echo "" ;; esac; }
+proxy_of() { case $1 in nginx | haproxy | caddy | fixedgate) echo "$1" ;; *) echo "" ;; esac; }
 target_args() {
   case $1 in
     direct) echo "-addr $ORIGIN_IP:$DIRECT_PORT -sni $ORIGIN_NAME -ca $ORIGIN_CA" ;;
     nginx) echo "-addr $NGINX_IP:$GW_PORT -sni $GW_NAME -ca $WORK/nginx/tls/ca.crt" ;;
     haproxy) echo "-addr $HAPROXY_IP:$GW_PORT -sni $GW_NAME -ca $WORK/haproxy/tls/ca.crt" ;;
+    caddy) echo "-addr $CADDY_IP:$GW_PORT -sni $GW_NAME -ca $WORK/caddy/tls/ca.crt" ;;
     fixedgate) echo "-addr $FG_IP:$GW_PORT -sni $GW_NAME -ca $WORK/fixedgate/ca/ca.crt" ;;
     *) die "unknown target $1" ;;
   esac
@@ -142,7 +171,8 @@ mode_args() {
     ka) echo "gw-ka -c $KA_CONC -post-bytes $POST_BYTES" ;;
     h2) echo "gw-h2 -c $H2_CONNS -streams $H2_STREAMS" ;;
     new) echo "gw-new -c $NEW_CONC -post-bytes $POST_BYTES" ;;
-    *) die "unknown mode $1 (want ka, h2, new)" ;;
+    bulk) echo "gw-bulk -bytes $BULK_BYTES -timeout ${BULK_TIMEOUT}s$([[ $BULK_H2 == 1 ]] && echo " -h2")" ;;
+    *) die "unknown mode $1 (want ka, h2, new, bulk)" ;;
   esac
 }
 lg() { # loadgen MODE [args...] pinned to the load-generator CPU; stderr appended to logs/loadgen.log
@@ -156,7 +186,7 @@ target_load() {
   lg "$mode" $(target_args "$target") -label "$target" "$@"
 }
 # every proxy dials the origin from its own source IP, so the origin can count per proxy
-src_of() { case $1 in direct) echo 127.0.0.1 ;; nginx) echo "$NGINX_IP" ;; haproxy) echo "$HAPROXY_IP" ;; fixedgate) echo "$FG_EGRESS" ;; esac; }
+src_of() { case $1 in direct) echo 127.0.0.1 ;; nginx) echo "$NGINX_IP" ;; haproxy) echo "$HAPROXY_IP" ;; caddy) echo "$CADDY_IP" ;; fixedgate) echo "$FG_EGRESS" ;; esac; }
 origin_stats() { # all "STATS ip=... conns_accepted=.. conns_open=.. conns_h1=.. conns_h2=.. requests=.." lines
   curl -fsS -m 5 --cacert "$ORIGIN_CA" --resolve "$ORIGIN_NAME:$ORIGIN_PORT:$ORIGIN_IP" "https://$ORIGIN_NAME:$ORIGIN_PORT/stats" 2>/dev/null || echo "STATS"
 }
@@ -208,6 +238,7 @@ negative_control() { # NAME: with a wrong origin CA the proxy must answer 5xx, n
   case $name in # the proxy's own reason, from its log
     nginx) why=$(grep -c 'upstream SSL certificate verify error' "$WORK/nginx/error.log" || true) ;;
     haproxy) why=$(grep -c 'certificate verify failed' "$WORK/haproxy/access-wrong-ca.log" || true) ;;
+    caddy) why=$(grep -c 'x509:\|unknown authority\|failed to verify' "$WORK/logs/caddy.log" || true) ;;
     fixedgate) why=$(grep -c 'x509:\|unknown authority\|failed to verify' "$WORK/logs/fixedgate.log" || true) ;;
   esac
   NEG[$name]="$(kv "$out" status) (origin: $dacc TCP connection(s) from $ip, 0 requests; verify errors in $name's log: ${why:-0})"
@@ -260,6 +291,9 @@ sumk() { # sumk TARGET MODE KEY: sum over the numbered rounds
       / failed=1/ && $1==t && index($0," " m " ") { f++ }
     END { if (f) printf "FAIL"; else if (n) printf "%d", s; else printf "-" }' "$RAW"
 }
+nfail() { # nfail TARGET MODE: numbered rounds whose loadgen run failed
+  awk -v t="T=$1" -v m="mode=$2" '$1==t && $2 ~ /^R=[0-9]+$/ && index($0," " m " ") && / failed=1/ { f++ } END { print f + 0 }' "$RAW"
+}
 declare -A M
 for t in $TARGETS; do
   for m in $MODES; do
@@ -268,6 +302,10 @@ for t in $TARGETS; do
     M[$t,$m,err]=$(sumk "$t" $gm err_total); M[$t,$m,px]=$(med "$t" $gm px_us_req); M[$t,$m,or]=$(med "$t" $gm or_us_req)
     M[$t,$m,cconns]=$(med "$t" $gm conns); M[$t,$m,oh1]=$(med "$t" $gm o_conns_h1); M[$t,$m,oh2]=$(med "$t" $gm o_conns_h2)
     M[$t,$m,oreq]=$(med "$t" $gm o_requests); M[$t,$m,okt]=$(med "$t" $gm ok_total); M[$t,$m,oopen]=$(med "$t" $gm o_open); M[$t,$m,oacc]=$(med "$t" $gm o_conns_accepted)
+    if [[ $m == bulk ]]; then
+      M[$t,$m,mib]=$(med "$t" $gm mib_s); M[$t,$m,pxg]=$(med "$t" $gm px_s_gib); M[$t,$m,org]=$(med "$t" $gm or_s_gib)
+      M[$t,$m,ttfb]=$(med "$t" $gm ttfb_ms); M[$t,$m,fail]=$(nfail "$t" $gm)
+    fi
   done
 done
 col() { [[ " $MODES " == *" $1 "* ]]; }
@@ -280,36 +318,61 @@ REPORT=$WORK/report.txt
   req="GET /json (200 B)"
   [ "$POST_BYTES" -gt 0 ] && req="POST /json with a $POST_BYTES-byte JSON body (ka, new), answered with 200 B"
   echo "ka: $KA_CONC HTTP/1.1 keep-alive connections; h2: $H2_CONNS connections x $H2_STREAMS streams; new: $NEW_CONC workers, fresh TLS per request; $req, Host: $GW_NAME"
+  ((has_bulk)) && echo "bulk: one $([[ $BULK_H2 == 1 ]] && echo HTTP/2 || echo HTTP/1.1) connection per run, warm-up GET /json, then GET /bulk?bytes=$BULK_BYTES ($(awk -v b="$BULK_BYTES" 'BEGIN{printf "%.3g MiB", b / 1048576}')) timed to its last byte; one run per target and round"
   echo "backend: origin $ORIGIN offers $BACKEND_PROTO to the proxies; direct uses $ORIGIN_IP:$DIRECT_PORT (h2 + http/1.1), same origin process"
-  echo "nginx $NGINX_VER ($NGINX_PKG, $NGINX_SSL), haproxy $HAPROXY_VER ($HAPROXY_SSL), $(go version | awk '{print $3}'); access logs: $([[ $ACCESS_LOG == 1 ]] && echo "on (nginx buffered 64k to a file, haproxy log-to-stdout into a file, fixedgate JSON)" || echo "peers off, fixedgate JSON")"
+  echo "nginx $NGINX_VER ($NGINX_PKG, $NGINX_SSL), haproxy $HAPROXY_VER ($HAPROXY_SSL), caddy $([[ -x $WORK/bin/caddy ]] && echo "$(mod_ver "$WORK/bin/caddy") (built with $(go version "$WORK/bin/caddy" | awk '{print $2}'))" || echo -), $(go version | awk '{print $3}')"
+  echo "access logs: $([[ $ACCESS_LOG == 1 ]] && echo "on (nginx buffered 64k to a file, haproxy log-to-stdout into a file, Caddy JSON to a file, fixedgate JSON)" || echo "peers off, fixedgate JSON")"
   [[ -n $FG_NOTE ]] && echo "$FG_NOTE"
-  echo "medians of $ROUNDS rounds; err = failed requests summed over all rounds incl. warm-up"
+  echo "medians of $ROUNDS rounds; err = failed requests summed over all rounds incl. warm-up$( ((has_bulk)) && echo "; bulk: fail = failed runs")"
   echo
   hdr=$(printf '%-10s' target)
-  for m in $MODES; do hdr+=$(printf ' | %8s %7s %7s %4s %8s' "$m/s" p50_ms p99_ms err px_us/req); done
+  for m in $MODES; do
+    if [[ $m == bulk ]]; then hdr+=$(printf ' | %10s %8s %8s %8s %4s' bulk_MiB/s ttfb_ms px_s/GiB or_s/GiB fail)
+    else hdr+=$(printf ' | %8s %7s %7s %4s %8s' "$m/s" p50_ms p99_ms err px_us/req); fi
+  done
   echo "$hdr"
   for t in $TARGETS; do
     line=$(printf '%-10s' "$t")
     for m in $MODES; do
+      if [[ $m == bulk ]]; then
+        line+=$(printf ' | %10s %8s %8s %8s %4s' "$(fmt "${M[$t,$m,mib]}")" "$(fmt "${M[$t,$m,ttfb]}" 2)" \
+          "$([[ $t == direct ]] && echo - || fmt "${M[$t,$m,pxg]}" 2)" "$(fmt "${M[$t,$m,org]}" 2)" "${M[$t,$m,fail]}")
+        continue
+      fi
       line+=$(printf ' | %8s %7s %7s %4s %8s' "$(fmt "${M[$t,$m,rps]}")" "$(fmt "${M[$t,$m,p50]}" 2)" "$(fmt "${M[$t,$m,p99]}" 2)" \
         "${M[$t,$m,err]}" "$([[ $t == direct ]] && echo - || fmt "${M[$t,$m,px]}" 1)")
     done
     echo "$line"
   done
   echo
-  echo "ratios vs direct (req/s: higher is better; p99: lower is better)"
-  hdr=$(printf '%-10s' target); for m in $MODES; do hdr+=$(printf ' %8s %8s' "$m/s" "${m}_p99"); done; echo "$hdr"
+  echo "ratios vs direct (req/s$( ((has_bulk)) && echo ", bulk MiB/s"): higher is better; p99: lower is better)"
+  hdr=$(printf '%-10s' target)
+  for m in $MODES; do
+    if [[ $m == bulk ]]; then hdr+=$(printf ' %10s' bulk_MiB/s); else hdr+=$(printf ' %8s %8s' "$m/s" "${m}_p99"); fi
+  done
+  echo "$hdr"
   for t in $TARGETS; do
     [[ $t == direct ]] && continue
     line=$(printf '%-10s' "$t")
-    for m in $MODES; do line+=$(printf ' %8s %8s' "$(ratio "${M[$t,$m,rps]}" "${M[direct,$m,rps]:--}")" "$(ratio "${M[$t,$m,p99]}" "${M[direct,$m,p99]:--}")"); done
+    for m in $MODES; do
+      if [[ $m == bulk ]]; then line+=$(printf ' %10s' "$(ratio "${M[$t,$m,mib]}" "${M[direct,$m,mib]:--}")"); continue; fi
+      line+=$(printf ' %8s %8s' "$(ratio "${M[$t,$m,rps]}" "${M[direct,$m,rps]:--}")" "$(ratio "${M[$t,$m,p99]}" "${M[direct,$m,p99]:--}")")
+    done
     echo "$line"
   done
-  for peer in nginx haproxy; do
+  # bulk's line in the "A / B" sections: MiB/s and proxy CPU seconds per GiB
+  bulk_vs() { # A B INDENT: "bulk MiB/s x  px_s/GiB y" and, with ROUNDS > 1, the per-round ratios
+    printf '  %-4s MiB/s %s  px_s/GiB %s\n' bulk "$(ratio "${M[$1,bulk,mib]}" "${M[$2,bulk,mib]}")" "$(ratio "${M[$1,bulk,pxg]}" "${M[$2,bulk,pxg]}")"
+    if ((ROUNDS > 1)); then
+      printf '       per round: MiB/s [%s]  px_s/GiB [%s]\n' "$(rr "$1" "$2" gw-bulk mib_s)" "$(rr "$1" "$2" gw-bulk px_s_gib)"
+    fi
+  }
+  for peer in nginx haproxy caddy; do
     [[ " $TARGETS " == *" fixedgate "* && " $TARGETS " == *" $peer "* ]] || continue
     echo
-    echo "fixedgate / $peer (req/s: >1 is better for fixedgate; p99, px_us/req: <1 is better)"
+    echo "fixedgate / $peer (req/s$( ((has_bulk)) && echo ", MiB/s"): >1 is better for fixedgate; p99, px_us/req$( ((has_bulk)) && echo ", px_s/GiB"): <1 is better)"
     for m in $MODES; do
+      [[ $m == bulk ]] && { bulk_vs fixedgate "$peer"; continue; }
       printf '  %-4s req/s %s  p99 %s  px_us/req %s\n' "$m" "$(ratio "${M[fixedgate,$m,rps]}" "${M[$peer,$m,rps]}")" \
         "$(ratio "${M[fixedgate,$m,p99]}" "${M[$peer,$m,p99]}")" "$(ratio "${M[fixedgate,$m,px]}" "${M[$peer,$m,px]}")"
       if ((ROUNDS > 1)); then
@@ -322,6 +385,12 @@ REPORT=$WORK/report.txt
     echo
     echo "haproxy / nginx (reference: how far apart the two peers are)"
     for m in $MODES; do
+      if [[ $m == bulk ]]; then
+        printf '  %-4s MiB/s %s  px_s/GiB %s' bulk "$(ratio "${M[haproxy,bulk,mib]}" "${M[nginx,bulk,mib]}")" "$(ratio "${M[haproxy,bulk,pxg]}" "${M[nginx,bulk,pxg]}")"
+        ((ROUNDS > 1)) && printf '  per round px_s/GiB [%s]' "$(rr haproxy nginx gw-bulk px_s_gib)"
+        echo
+        continue
+      fi
       printf '  %-4s req/s %s  p99 %s  px_us/req %s' "$m" "$(ratio "${M[haproxy,$m,rps]}" "${M[nginx,$m,rps]}")" \
         "$(ratio "${M[haproxy,$m,p99]}" "${M[nginx,$m,p99]}")" "$(ratio "${M[haproxy,$m,px]}" "${M[nginx,$m,px]}")"
       ((ROUNDS > 1)) && printf '  per round px_us/req [%s]' "$(rr haproxy nginx gw-$m px_us_req)"
@@ -334,12 +403,13 @@ REPORT=$WORK/report.txt
   echo "  (0 = the proxy only reused connections it had opened before); open_after: connections open at the origin after"
   echo "  the run (the proxy's idle pool); accepted: every TCP connection the origin accepted (incl. failed handshakes);"
   echo "  client_reqs / origin_reqs: requests the client got answered / the origin served (equal: nothing cached or lost)"
+  ((has_bulk)) && echo "  bulk: 2 requests per run (warm-up + download); its origin CPU is or_s/GiB in the first table, not per request"
   printf '  %-10s %-4s %12s %7s %7s %10s %9s %11s %11s %13s\n' target mode client_conns new_h1 new_h2 open_after accepted client_reqs origin_reqs origin_us/req
   for t in $TARGETS; do
     for m in $MODES; do
       printf '  %-10s %-4s %12s %7s %7s %10s %9s %11s %11s %13s\n' "$t" "$m" "$(fmt "${M[$t,$m,cconns]}")" "$(fmt "${M[$t,$m,oh1]}")" \
         "$(fmt "${M[$t,$m,oh2]}")" "$(fmt "${M[$t,$m,oopen]}")" "$(fmt "${M[$t,$m,oacc]}")" "$(fmt "${M[$t,$m,okt]}")" \
-        "$(fmt "${M[$t,$m,oreq]}")" "$(fmt "${M[$t,$m,or]}" 1)"
+        "$(fmt "${M[$t,$m,oreq]}")" "$([[ $m == bulk ]] && echo - || fmt "${M[$t,$m,or]}" 1)"
     done
   done
   echo
@@ -360,10 +430,10 @@ REPORT=$WORK/report.txt
     for t in $TARGETS; do [[ $t != direct ]] && printf '  %-10s answered %s\n' "$t" "${NEG[$t]:--}"; done
   fi
   echo
-  echo "spread over rounds (req/s min..max)"
+  echo "spread over rounds (req/s min..max$( ((has_bulk)) && echo "; bulk: MiB/s"))"
   for t in $TARGETS; do
     printf '  %-10s' "$t"
-    for m in $MODES; do printf ' %s %s' "$m" "$(spread "$t" gw-$m rps)"; done
+    for m in $MODES; do printf ' %s %s' "$m" "$(spread "$t" gw-$m "$([[ $m == bulk ]] && echo mib_s || echo rps)")"; done
     echo
   done
   echo
@@ -380,5 +450,6 @@ REPORT=$WORK/report.txt
   echo
   echo "columns: px_us/req = the proxy's CPU time (utime+stime of all its processes, from /proc) per successful request,"
   echo "  over the whole run incl. warm-up and connection setup; origin_us/req the same for the origin."
+  ((has_bulk)) && echo "  bulk: px_s/GiB = the proxy's CPU seconds over the run (connection, warm-up GET, download) per GiB downloaded; or_s/GiB the same for the origin; ttfb_ms = request written -> response headers."
   echo "raw: $RAW"
 } | tee "$REPORT"

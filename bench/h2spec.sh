@@ -92,40 +92,12 @@ LIFE=$((n_targets * (RUN_LIMIT + 120) + 600)) # safety bound on the origin's and
 log "starting origin on $ORIGIN (HTTP/1.1) and DNS ($ORIGIN_NAME -> $ORIGIN_IP) on CPU $SERVER_CPU; h2spec on CPU $LOADGEN_CPU"
 start_origin_dns "$LIFE"
 gen_gw_peer_certs
+# write_caddyfile, CADDY_ENV and mod_ver are in lib.sh (shared with gateway.sh)
 write_nginx_conf "$WORK/nginx/nginx.conf" "$ORIGIN_CA"
 write_haproxy_cfg "$WORK/haproxy/haproxy.cfg" "$ORIGIN_CA"
 write_fixedgate_yaml "$WORK/fixedgate/fixedgate.yaml" "$ORIGIN_CA"
 chown -R "${NGINX_USER%% *}" "$WORK/nginx/tmp" 2>/dev/null || true
 
-write_caddyfile() { # FILE CA: Caddy as the same TLS reverse proxy (HTTP/1.1 to the verified origin)
-  cat >"$1" <<EOF
-# Caddy as a TLS reverse proxy (bench/h2spec.sh); no admin endpoint, no HTTP/3, no ACME
-{
-	admin off
-	persist_config off
-	auto_https disable_redirects
-	skip_install_trust
-	storage file_system $WORK/caddy/data
-	servers {
-		protocols h1 h2
-	}
-}
-https://$CADDY_IP:$GW_PORT {
-	bind $CADDY_IP
-	tls $WORK/caddy/tls/server.crt $WORK/caddy/tls/server.key
-	reverse_proxy https://$ORIGIN_IP:$ORIGIN_PORT {
-		transport http {
-			tls_server_name $ORIGIN_NAME
-			tls_trust_pool file $2
-			versions 1.1
-			local_address $CADDY_IP
-		}
-	}
-}
-EOF
-}
-# Caddy keeps its state (autosave, locks) under the work dir, not in root's home
-CADDY_ENV=(env HOME="$WORK/caddy" XDG_DATA_HOME="$WORK/caddy/data" XDG_CONFIG_HOME="$WORK/caddy/config")
 if want caddy; then
   mkdir -p "$WORK/caddy/data" "$WORK/caddy/config"
   "$LG" gencert -dir "$WORK/caddy/tls" -ips "$CADDY_IP" -dns "$GW_NAME" -cn "$GW_NAME"
@@ -264,9 +236,6 @@ stop_bg dns
 stop_bg origin
 
 # ---- 3. report --------------------------------------------------------------------------
-# a `go install`ed binary's module version (h2spec --version prints a constant, and caddy version
-# "unknown" when caddy is the main module)
-mod_ver() { go version -m "$1" 2>/dev/null | awk '$1 == "mod" {print $3; exit}'; }
 H2SPEC_MOD=$(mod_ver "$H2SPEC")
 CADDY_VER="-"
 [[ -x $WORK/bin/caddy ]] && CADDY_VER="$(mod_ver "$WORK/bin/caddy") (caddy version: $("${CADDY_ENV[@]}" "$WORK/bin/caddy" version 2>&1 | head -1))"

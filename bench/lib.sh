@@ -134,12 +134,16 @@ go_install_tool() {
     die "go install $pkg failed (see $WORK/logs/$name-build.log)"
   fi
 }
+# mod_ver BINARY: the module version a `go install`ed binary was built from (h2spec --version
+# prints a constant, and caddy version "unknown" when caddy is the main module)
+mod_ver() { go version -m "$1" 2>/dev/null | awk '$1 == "mod" {print $3; exit}'; }
 
 # ---- gateway peers (bench/gateway.sh, bench/h2spec.sh) ------------------------------------
-# nginx, haproxy and fixedgate as TLS reverse proxies in front of the loadgen origin. The caller
-# sets WORK, LG (build_loadgen), ORIGIN (ip:port), ORIGIN_IP, ORIGIN_PORT, ORIGIN_CA, ORIGIN_NAME,
-# GW_NAME (the proxies' TLS name), GW_PORT, NGINX_IP, HAPROXY_IP, FG_IP, FG_ADMIN, FG_EGRESS,
-# ACCESS_LOG; FG_ROUTE_HOST (default GW_NAME) is the Host fixedgate's route answers.
+# nginx, haproxy, Caddy and fixedgate as TLS reverse proxies in front of the loadgen origin. The
+# caller sets WORK, LG (build_loadgen), ORIGIN (ip:port), ORIGIN_IP, ORIGIN_PORT, ORIGIN_CA,
+# ORIGIN_NAME, GW_NAME (the proxies' TLS name), GW_PORT, NGINX_IP, HAPROXY_IP, CADDY_IP, FG_IP,
+# FG_ADMIN, FG_EGRESS, ACCESS_LOG; FG_ROUTE_HOST (default GW_NAME) is the Host fixedgate's route
+# answers. Caddy is `go install`ed into $WORK/bin by the caller (go_install_tool caddy ...).
 
 # ensure_gw_peers: installs nginx-light, haproxy, util-linux and curl when missing, sets
 # NGINX_VER, NGINX_PKG, NGINX_SSL, HAPROXY_VER, HAPROXY_SSL and NGINX_USER (nginx workers' user);
@@ -300,6 +304,57 @@ log: {level: info, format: json$([[ $ACCESS_LOG == 1 ]] && echo ", flush_interva
 limits: {max_conns_per_listener: 20000}
 EOF
 }
+# write_caddyfile FILE CA [SITE [ACCESS_LOG_FILE [IDLE_CONNS]]]: Caddy as the same TLS reverse
+# proxy: site SITE (default https://$CADDY_IP:$GW_PORT) bound to $CADDY_IP only, certificate
+# $WORK/caddy/tls/server.{crt,key}; HTTP/1.1 to the origin $ORIGIN_IP:$ORIGIN_PORT, dialled from
+# $CADDY_IP, its certificate verified as $ORIGIN_NAME against CA. Caddy sets X-Forwarded-For,
+# -Proto and -Host itself (reverse_proxy's default), the headers nginx and haproxy are told to set.
+# ACCESS_LOG_FILE: one JSON line per request into that file (no rolling); IDLE_CONNS: idle origin
+# connections kept (keepalive_idle_conns_per_host; Caddy's default is 32).
+write_caddyfile() {
+  local site=${3:-https://$CADDY_IP:$GW_PORT} alog=${4:-} idle=${5:-} logblk="" kablk=""
+  [[ -n $alog ]] && logblk="
+	log {
+		output file $alog {
+			roll_disabled
+		}
+		format json
+	}"
+  [[ -n $idle ]] && kablk="
+			keepalive_idle_conns_per_host $idle"
+  cat >"$1" <<EOF
+# Caddy as a TLS reverse proxy; no admin endpoint, no HTTP/3, no ACME
+{
+	admin off
+	persist_config off
+	auto_https disable_redirects
+	skip_install_trust
+	storage file_system $WORK/caddy/data
+	servers {
+		protocols h1 h2
+	}
+}
+$site {
+	bind $CADDY_IP
+	tls $WORK/caddy/tls/server.crt $WORK/caddy/tls/server.key$logblk
+	reverse_proxy https://$ORIGIN_IP:$ORIGIN_PORT {
+		transport http {
+			tls_server_name $ORIGIN_NAME
+			tls_trust_pool file $2
+			versions 1.1
+			local_address $CADDY_IP$kablk
+		}
+	}
+}
+EOF
+}
+# Caddy keeps its state (autosave, locks) under the work dir, not in root's home
+CADDY_ENV=(env HOME="$WORK/caddy" XDG_DATA_HOME="$WORK/caddy/data" XDG_CONFIG_HOME="$WORK/caddy/config")
+# caddy_validate FILE: `caddy validate` of a Caddyfile, dies with its complaint
+caddy_validate() {
+  "${CADDY_ENV[@]}" timeout 60 "$WORK/bin/caddy" validate --config "$1" --adapter caddyfile >"$WORK/logs/caddy-validate.log" 2>&1 ||
+    die "caddy rejects $1: $(tail -5 "$WORK/logs/caddy-validate.log")"
+}
 wait_fixedgate_ready() {
   local ok=0
   for _ in $(seq 1 100); do
@@ -309,7 +364,7 @@ wait_fixedgate_ready() {
   done
   ((ok)) || { tail -20 "$WORK/logs/fixedgate.log" >&2; die "fixedgate /readyz never answered 200"; }
 }
-start_gw_proxy() { # NAME [wrong-ca]: nginx | haproxy | fixedgate, with the config written by write_*
+start_gw_proxy() { # NAME [wrong-ca]: nginx | haproxy | caddy | fixedgate, with the config written by write_*
   local name=$1 variant=${2:-}
   case $name in
     nginx)
@@ -323,6 +378,10 @@ start_gw_proxy() { # NAME [wrong-ca]: nginx | haproxy | fixedgate, with the conf
       # not share the file that start_bg appends to
       # shellcheck disable=SC2016
       start_bg haproxy sh -c 'exec haproxy -f "$1" -db >"$2"' sh "$cfg" "$WORK/haproxy/access${variant:+-$variant}.log" ;;
+    caddy)
+      local cf=$WORK/caddy/Caddyfile
+      [[ $variant == wrong-ca ]] && cf=$WORK/caddy/Caddyfile-wrong-ca
+      start_bg caddy "${CADDY_ENV[@]}" "$WORK/bin/caddy" run --config "$cf" --adapter caddyfile ;;
     fixedgate)
       local y=$WORK/fixedgate/fixedgate.yaml
       [[ $variant == wrong-ca ]] && y=$WORK/fixedgate/fixedgate-wrong-ca.yaml
@@ -376,7 +435,7 @@ run_one() {
 # ---- report helpers ---------------------------------------------------------------------
 # med TARGET MODE KEY [ROUND-FILTER]: median over rounds of KEY in $RAW. Derived keys:
 # px_us_req (proxy CPU us per successful request), or_us_req (origin CPU us per request),
-# px_s_gib (proxy CPU s per GiB). ROUND-FILTER: num (R=1, R=2, ...; default), dflt (R=d1, ...)
+# px_s_gib / or_s_gib (proxy / origin CPU s per GiB). ROUND-FILTER: num (R=1, R=2, ...; default), dflt (R=d1, ...)
 # or one exact round name.
 med() {
   local target=$1 mode=$2 key=$3 rf=${4:-num}
@@ -392,6 +451,7 @@ med() {
       if (k == "px_us_req") { if (f["ok_total"] + 0 == 0) next; v = f["px_ticks"] * 1e6 / hz / f["ok_total"] }
       else if (k == "or_us_req") { if (f["ok_total"] + 0 == 0) next; v = f["origin_ticks"] * 1e6 / hz / f["ok_total"] }
       else if (k == "px_s_gib") { if (f["bytes"] + 0 == 0) next; v = f["px_ticks"] / hz / (f["bytes"] / 1073741824) }
+      else if (k == "or_s_gib") { if (f["bytes"] + 0 == 0) next; v = f["origin_ticks"] / hz / (f["bytes"] / 1073741824) }
       else if (!(k in f) || f[k] == "-") next
       else v = f[k]
       vals[++n] = v + 0

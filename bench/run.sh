@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# bench/run.sh — fixedgate vs. its peers (squid, tinyproxy) on one machine, loopback only.
+# bench/run.sh — fixedgate vs. its peers (squid, tinyproxy, Smokescreen) on one machine, loopback only.
 #
-#   bash bench/run.sh                      # everything, default knobs (~8-10 minutes)
+#   bash bench/run.sh                      # everything, default knobs (~9-11 minutes)
 #   DURATION=10 ROUNDS=1 bash bench/run.sh # knobs are environment variables, see below
 #
-# What it does: installs squid-openssl, tinyproxy and util-linux if missing; builds
+# What it does: installs squid-openssl, tinyproxy and util-linux if missing; `go install`s
+# Stripe's Smokescreen into $WORK/bin when missing (never into the product's go.mod); builds
 # bench/loadgen and (if it compiles) cmd/fixedgate; writes a config for every proxy into a
 # temp dir; starts the origin and every proxy pinned to CPU $SERVER_CPU and runs the load
 # generator pinned to CPU $LOADGEN_CPU; measures
@@ -12,7 +13,8 @@
 #   (2) keep-alive GETs inside $CONC open tunnels,
 #   (3) one $BULK_BYTES download through one tunnel,
 #   (4) RSS per idle tunnel with $IDLE_N tunnels held open,
-# for direct / squid-http / squid-https / tinyproxy / fixedgate-http / fixedgate-https, and
+# for direct / squid-http / squid-https / tinyproxy / smokescreen / fixedgate-http /
+# fixedgate-https, and
 # prints one table plus ratios. (1)-(3) run $ROUNDS interleaved rounds; the table shows
 # medians. Nothing leaves 127.0.0.0/8. See bench/README.md for how to read the output.
 set -euo pipefail
@@ -27,7 +29,8 @@ IDLE_N=${IDLE_N:-5000}           # idle tunnels for (4); 0 skips (4)
 IDLE_SETTLE=${IDLE_SETTLE:-2}    # seconds between "all open" and reading RSS
 CURVES=${CURVES:-x25519}         # client groups for the main table: x25519 | default | mlkem | p256
 CURVE_COMPARE=${CURVE_COMPARE:-1}  # 1: each round, repeat (1) for direct and the TLS listeners with Go's default groups
-TARGETS=${TARGETS:-"direct squid-http squid-https tinyproxy fixedgate-http fixedgate-https"}
+TARGETS=${TARGETS:-"direct squid-http squid-https tinyproxy smokescreen fixedgate-http fixedgate-https"}
+SMOKESCREEN_PKG=${SMOKESCREEN_PKG:-github.com/stripe/smokescreen@v0.1.0}
 FIXEDGATE=${FIXEDGATE:-auto}     # auto: include fixedgate if it builds; 0: skip; 1: required
 FG_CURVES=${FG_CURVES:-}         # e.g. "X25519" to pin fixedgate's server groups; empty: its default
 INSTALL=${INSTALL:-1}            # 0: never call apt-get
@@ -38,9 +41,11 @@ ORIGIN_IP=${ORIGIN_IP:-127.0.0.1}
 ORIGIN_PORT=${ORIGIN_PORT:-8443}
 FG_IP=${FG_IP:-127.0.0.10};      FG_EGRESS=${FG_EGRESS:-127.0.0.20}
 SQUID_IP=${SQUID_IP:-127.0.0.11}; TINY_IP=${TINY_IP:-127.0.0.12}
+SMOKESCREEN_IP=${SMOKESCREEN_IP:-127.0.0.15}
 FG_HTTP_PORT=${FG_HTTP_PORT:-3128};    FG_TLS_PORT=${FG_TLS_PORT:-3129}
 SQUID_HTTP_PORT=${SQUID_HTTP_PORT:-3128}; SQUID_TLS_PORT=${SQUID_TLS_PORT:-3129}
 TINY_PORT=${TINY_PORT:-8888}
+SMOKESCREEN_PORT=${SMOKESCREEN_PORT:-4750}
 FG_ADMIN=${FG_ADMIN:-127.0.0.1:9091}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=${WORK:-$(mktemp -d /tmp/fixedgate-bench.XXXXXX)}
@@ -70,6 +75,8 @@ fi
 
 build_loadgen
 build_fixedgate
+# Smokescreen: a peer, built into the bench's own bin (lib.sh; only when $WORK/bin/smokescreen is missing)
+[[ " $TARGETS " == *" smokescreen "* ]] && go_install_tool smokescreen "$SMOKESCREEN_PKG" 900
 sel=()
 for t in $TARGETS; do
   [[ $t == fixedgate-* && $HAVE_FG == 0 ]] && continue
@@ -78,9 +85,9 @@ done
 TARGETS=${sel[*]}
 
 for ap in "$ORIGIN_IP $ORIGIN_PORT" "$FG_IP $FG_HTTP_PORT" "$FG_IP $FG_TLS_PORT" "$SQUID_IP $SQUID_HTTP_PORT" \
-  "$SQUID_IP $SQUID_TLS_PORT" "$TINY_IP $TINY_PORT" "${FG_ADMIN%:*} ${FG_ADMIN##*:}"; do
+  "$SQUID_IP $SQUID_TLS_PORT" "$TINY_IP $TINY_PORT" "$SMOKESCREEN_IP $SMOKESCREEN_PORT" "${FG_ADMIN%:*} ${FG_ADMIN##*:}"; do
   # shellcheck disable=SC2086
-  port_free $ap || die "something already listens on ${ap/ /:} (a system squid/tinyproxy service?); stop it or change the *_PORT knobs"
+  port_free $ap || die "something already listens on ${ap/ /:} (a system squid/tinyproxy service?); stop it or change the *_IP / *_PORT knobs"
 done
 
 # ---- 2. configs -------------------------------------------------------------------------
@@ -131,6 +138,14 @@ DisableViaHeader Yes
 EOF
 chown -R nobody "$WORK/tinyproxy"
 
+# Smokescreen: command-line flags only (no config file, no egress ACL: every role may go
+# anywhere its IP rules allow). It refuses loopback and private destinations unless allowed, so
+# exactly the origin (IP:port) is: --allow-address, the counterpart of tinyproxy's ConnectPort and
+# squid's origin_port ACL. Logging as shipped: logrus JSON at info to stderr (start_bg appends it
+# to $WORK/logs/smokescreen.log), two lines per tunnel (CANONICAL-PROXY-DECISION and
+# CANONICAL-PROXY-CN-CLOSE). No statsd/prometheus (metrics are a no-op unless configured).
+SMOKESCREEN_ARGS=(--listen-ip "$SMOKESCREEN_IP" --listen-port "$SMOKESCREEN_PORT" --allow-address "$ORIGIN")
+
 {
   echo "listen:"
   echo "  - {address: \"$FG_IP:$FG_HTTP_PORT\", tls: false}"
@@ -150,13 +165,14 @@ chown -R nobody "$WORK/tinyproxy"
 } >"$WORK/fixedgate/fixedgate.yaml"
 
 # ---- 3. servers -------------------------------------------------------------------------
-proxy_of() { case $1 in squid-*) echo squid ;; tinyproxy) echo tinyproxy ;; fixedgate-*) echo fixedgate ;; *) echo "" ;; esac; }
+proxy_of() { case $1 in squid-*) echo squid ;; tinyproxy) echo tinyproxy ;; smokescreen) echo smokescreen ;; fixedgate-*) echo fixedgate ;; *) echo "" ;; esac; }
 proxy_args() {
   case $1 in
     direct) ;;
     squid-http) echo "-proxy http://$SQUID_IP:$SQUID_HTTP_PORT" ;;
     squid-https) echo "-proxy https://$SQUID_IP:$SQUID_TLS_PORT -proxy-ca $WORK/squid/tls/ca.crt" ;;
     tinyproxy) echo "-proxy http://$TINY_IP:$TINY_PORT" ;;
+    smokescreen) echo "-proxy http://$SMOKESCREEN_IP:$SMOKESCREEN_PORT" ;;
     fixedgate-http) echo "-proxy http://$FG_IP:$FG_HTTP_PORT" ;;
     fixedgate-https) echo "-proxy https://$FG_IP:$FG_TLS_PORT -proxy-ca $WORK/fixedgate/ca/ca.crt" ;;
     *) die "unknown target $1" ;;
@@ -178,6 +194,9 @@ start_proxy() {
     tinyproxy)
       start_bg tinyproxy tinyproxy -d -c "$WORK/tinyproxy/tinyproxy.conf"
       probe tinyproxy ;;
+    smokescreen)
+      start_bg smokescreen "$WORK/bin/smokescreen" "${SMOKESCREEN_ARGS[@]}"
+      probe smokescreen ;;
     fixedgate)
       start_bg fixedgate "$WORK/bin/fixedgate" serve --config "$WORK/fixedgate/fixedgate.yaml"
       wait_fixedgate_ready # lib.sh
@@ -194,6 +213,7 @@ probe direct
 need=" $TARGETS "
 [[ $need == *" squid-"* ]] && start_proxy squid
 [[ $need == *" tinyproxy "* ]] && start_proxy tinyproxy
+[[ $need == *" smokescreen "* ]] && start_proxy smokescreen
 [[ $need == *" fixedgate-"* ]] && start_proxy fixedgate
 log "targets: $TARGETS"
 log "load average: $(cut -d' ' -f1-3 /proc/loadavg) (other work on this machine adds noise; rounds are interleaved)"
@@ -230,7 +250,7 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 
-for n in squid tinyproxy fixedgate; do stop_bg "$n"; done
+for n in squid tinyproxy smokescreen fixedgate; do stop_bg "$n"; done
 
 # ---- 5. idle tunnels --------------------------------------------------------------------
 IDLE_RAW=$WORK/idle.raw
@@ -308,7 +328,7 @@ REPORT=$WORK/report.txt
   echo
   echo "fixedgate peer benchmark — $(date -u '+%Y-%m-%d %H:%M UTC') — $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(uname -r)"
   echo "servers on CPU $SERVER_CPU, loadgen on CPU $LOADGEN_CPU; rounds=$ROUNDS duration=${DURATION}s warmup=${WARMUP}s conc=$CONC bulk=$BULK_BYTES B idle=$IDLE_N curves=$CURVES nofile=$NOFILE"
-  echo "squid $(squid -v | head -1 | awk '{print $4}') (OpenSSL), tinyproxy $(tinyproxy -v 2>&1 | awk '{print $2}'), $(go version | awk '{print $3}'); medians of $ROUNDS rounds"
+  echo "squid $(squid -v | head -1 | awk '{print $4}') (OpenSSL), tinyproxy $(tinyproxy -v 2>&1 | awk '{print $2}'), smokescreen $([[ -x $WORK/bin/smokescreen ]] && echo "$(mod_ver "$WORK/bin/smokescreen") (built with $(go version "$WORK/bin/smokescreen" | awk '{print $2}'))" || echo -), $(go version | awk '{print $3}'); medians of $ROUNDS rounds"
   echo
   printf '%-16s %9s %8s %8s %6s | %9s %8s | %9s | %9s %8s %9s | %9s %5s %11s\n' \
     target new/s p50_ms p99_ms err ka/s p99_ms bulk_MiB/s px_us/new px_us/ka px_s/GiB idle_KiB/t fd/t idle_open/ok
@@ -331,7 +351,7 @@ REPORT=$WORK/report.txt
       "$(ratio "${M[$t,ka_rps]}" "${M[direct,ka_rps]:--}")" "$(ratio "${M[$t,ka_p99]}" "${M[direct,ka_p99]:--}")" \
       "$(ratio "${M[$t,bulk]}" "${M[direct,bulk]:--}")"
   done
-  for pair in "fixedgate-https squid-https" "fixedgate-http squid-http" "fixedgate-http tinyproxy"; do
+  for pair in "fixedgate-https squid-https" "fixedgate-http squid-http" "fixedgate-http tinyproxy" "fixedgate-http smokescreen"; do
     set -- $pair
     [[ " $TARGETS " == *" $1 "* && " $TARGETS " == *" $2 "* ]] || continue
     echo

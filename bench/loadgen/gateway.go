@@ -9,6 +9,12 @@ package main
 //	          handshake, no session resumption), "Connection: close"
 //	gw-probe  retry one HTTP/1.1 and one HTTP/2 request until both work
 //	          (with -expect-fail: until the target answers 5xx, and fail on 200)
+//	gw-bulk   one connection: a warm-up GET -path, then a timed
+//	          GET /bulk?bytes=N (-bytes, default 1 GiB) read to the end into a
+//	          discarded 256 KiB buffer; HTTP/1.1, or HTTP/2 with -h2. Prints
+//	          mib_s, secs, bytes, lg_cpu_pct (the keys of the CONNECT bench's
+//	          bulk mode) and ttfb_ms; the whole run is bounded by -timeout,
+//	          at least 60 s (up to 30m allowed)
 //
 // The client talks TLS straight to -addr (the reverse proxy, or the origin for
 // the "direct" baseline) with SNI -sni and "Host: -host". HTTP/1.1 is written
@@ -53,7 +59,8 @@ type gwOpts struct {
 	timeout    time.Duration
 	verifyMemo bool
 	expectFail bool
-	probeH2    bool
+	h2         bool  // gw-probe: also try HTTP/2; gw-bulk: use HTTP/2
+	bytes      int64 // gw-bulk
 	label      string
 }
 
@@ -78,7 +85,8 @@ func parseGwFlags(mode string, args []string) (*gwOpts, error) {
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "per-request deadline (gw-probe: total time to wait)")
 	fs.BoolVar(&o.verifyMemo, "verify-memo", true, "verify each distinct certificate chain once and memoise it (the handshake signature is still checked every time)")
 	fs.BoolVar(&o.expectFail, "expect-fail", false, "gw-probe: succeed when the target answers a 5xx status (negative control: proxy pointed at a wrong origin CA); a 200 is an error")
-	fs.BoolVar(&o.probeH2, "h2", true, "gw-probe: also require one HTTP/2 request to work")
+	fs.BoolVar(&o.h2, "h2", mode == "gw-probe", "gw-probe: also require one HTTP/2 request to work (default true); gw-bulk: HTTP/2 instead of HTTP/1.1 (default false)")
+	fs.Int64Var(&o.bytes, "bytes", 1<<30, "gw-bulk: bytes to fetch with GET /bulk?bytes=N")
 	fs.StringVar(&o.label, "label", "", "label echoed in the RESULT line")
 	fs.IntVar(&o.postBytes, "post-bytes", 0, "gw-ka, gw-new: send POST with a JSON body of this many bytes (Content-Length) instead of GET")
 	fs.Parse(args)
@@ -91,13 +99,20 @@ func parseGwFlags(mode string, args []string) (*gwOpts, error) {
 	if o.conc < 1 || o.conc > 10000 || o.streams < 1 || o.streams > 1000 {
 		return nil, errors.New("-c or -streams out of range")
 	}
-	if o.duration > 10*time.Minute || o.warmup > time.Minute || o.timeout > 5*time.Minute {
-		return nil, errors.New("-d must be <= 10m, -warmup <= 1m, -timeout <= 5m")
+	maxTimeout := 5 * time.Minute
+	if mode == "gw-bulk" {
+		maxTimeout = 30 * time.Minute // the whole transfer, not one small request
+	}
+	if o.duration > 10*time.Minute || o.warmup > time.Minute || o.timeout <= 0 || o.timeout > maxTimeout {
+		return nil, fmt.Errorf("-d must be <= 10m, -warmup <= 1m, -timeout in (0, %v]", maxTimeout)
+	}
+	if o.bytes < 1 || o.bytes > maxBulk {
+		return nil, fmt.Errorf("-bytes must be 1..%d (the origin's limit)", int64(maxBulk))
 	}
 	if !strings.HasPrefix(o.path, "/") {
 		return nil, errors.New("-path must start with /")
 	}
-	if o.postBytes < 0 || o.postBytes > 1<<20 || o.postBytes > 0 && (mode == "gw-h2" || mode == "gw-probe") {
+	if o.postBytes < 0 || o.postBytes > 1<<20 || o.postBytes > 0 && mode != "gw-ka" && mode != "gw-new" {
 		return nil, errors.New("-post-bytes must be 0..1048576, and is for gw-ka and gw-new")
 	}
 	return o, nil
@@ -319,6 +334,11 @@ func runGateway(mode string, args []string) error {
 		err = c.runNew(res)
 	case "gw-probe":
 		err = c.runProbe(res)
+	case "gw-bulk":
+		if o.h2 {
+			alpn = "h2"
+		}
+		err = c.runBulk(res)
 	default:
 		err = fmt.Errorf("unknown mode %q", mode)
 	}
@@ -428,7 +448,7 @@ func (c *gwClient) runProbe(res *result) error {
 				res.set("status", se.code)
 				return nil
 			}
-		} else if err == nil && o.probeH2 {
+		} else if err == nil && o.h2 {
 			var cc *http2.ClientConn
 			if cc, err = c.openH2(deadline); err == nil {
 				err = c.doH2(&h2conn{cc: cc}, deadline)
@@ -445,6 +465,143 @@ func (c *gwClient) runProbe(res *result) error {
 			return fmt.Errorf("not ready after %d tries: %w", tries, last)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// runBulk (gw-bulk): one TLS connection, a warm-up GET -path on it, then the
+// timed GET /bulk?bytes=N read to the end into a 256 KiB buffer that is thrown
+// away. The clock (and the loadgen CPU reading) starts before the request is
+// written and stops at the body's last byte. Everything, connection setup and
+// warm-up included, must finish within -timeout (at least 60 s, as the CONNECT
+// bench's bulk mode: 1 GiB may need more than a per-request timeout).
+func (c *gwClient) runBulk(res *result) error {
+	o := c.o
+	timeout := max(o.timeout, 60*time.Second)
+	deadline := time.Now().Add(timeout)
+	path := "/bulk?bytes=" + strconv.FormatInt(o.bytes, 10)
+	buf := make([]byte, 256<<10)
+	var (
+		cpu0, cpu1 time.Duration
+		ttfb, el   time.Duration
+		n          int64
+		code       int
+		ctype      string
+		clen       int64
+		berr       error
+		framing    = "content-length"
+	)
+	if !o.h2 {
+		h, err := c.openH1(deadline) // the socket's deadline is the whole run's
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		if err := c.doH1(h, c.reqKA, deadline); err != nil {
+			return fmt.Errorf("warm-up GET %s: %w", o.path, err)
+		}
+		req := []byte("GET " + path + " HTTP/1.1\r\nHost: " + o.host + "\r\nUser-Agent: fixedgate-bench-loadgen\r\nAccept: */*\r\n\r\n")
+		cpu0 = cpuTime()
+		t0 := time.Now()
+		if _, err := h.tc.Write(req); err != nil {
+			return fmt.Errorf("bulk request write: %w", err)
+		}
+		resp, err := http.ReadResponse(h.br, nil)
+		if err != nil {
+			return fmt.Errorf("bulk response: %w", err)
+		}
+		ttfb = time.Since(t0)
+		n, berr = readDiscard(resp.Body, buf)
+		el = time.Since(t0)
+		cpu1 = cpuTime()
+		resp.Body.Close()
+		code, ctype, clen = resp.StatusCode, resp.Header.Get("Content-Type"), resp.ContentLength
+		if len(resp.TransferEncoding) > 0 {
+			framing = strings.Join(resp.TransferEncoding, ",")
+		} else if clen < 0 {
+			framing = "close"
+		}
+	} else {
+		// unlike openH2, the socket keeps the whole run's deadline: it bounds the ClientConn's reader too
+		_, tc, err := c.dial(c.tls2, "h2", deadline)
+		if err != nil {
+			return err
+		}
+		cc, err := c.h2tr.NewClientConn(tc)
+		if err != nil {
+			tc.Close()
+			return fmt.Errorf("h2 client conn: %w", err)
+		}
+		hc := &h2conn{cc: cc}
+		defer closeH2([]*h2conn{hc})
+		if err := c.doH2(hc, deadline); err != nil {
+			return fmt.Errorf("warm-up GET %s: %w", o.path, err)
+		}
+		if hc.cc != cc {
+			return errors.New("warm-up: the HTTP/2 connection was replaced")
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+o.host+path, nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("User-Agent", "fixedgate-bench-loadgen")
+		req.Header.Set("Accept", "*/*")
+		cpu0 = cpuTime()
+		t0 := time.Now()
+		resp, err := cc.RoundTrip(req)
+		if err != nil {
+			return fmt.Errorf("bulk h2: %w", err)
+		}
+		ttfb = time.Since(t0)
+		n, berr = readDiscard(resp.Body, buf)
+		el = time.Since(t0)
+		cpu1 = cpuTime()
+		resp.Body.Close()
+		code, ctype, clen = resp.StatusCode, resp.Header.Get("Content-Type"), resp.ContentLength
+		if clen < 0 {
+			framing = "none" // DATA frames until END_STREAM, no content-length
+		}
+	}
+	switch {
+	case berr != nil:
+		return fmt.Errorf("bulk body after %d bytes: %w", n, berr)
+	case code != http.StatusOK:
+		return fmt.Errorf("bulk: status %d", code)
+	case !strings.HasPrefix(ctype, "application/octet-stream"):
+		return fmt.Errorf("bulk: content-type %q, want application/octet-stream (not the origin's answer?)", ctype)
+	case n != o.bytes || clen >= 0 && clen != o.bytes:
+		return fmt.Errorf("bulk: got %d bytes (content-length %d), want %d", n, clen, o.bytes)
+	}
+	c.bodySize.Store(n)
+	s := el.Seconds()
+	res.set("bytes", n)
+	res.set("secs", s)
+	res.set("mib_s", float64(n)/s/(1<<20))
+	res.set("mb_s", float64(n)/s/1e6)
+	res.set("ttfb_ms", ttfb)
+	res.set("framing", framing)
+	res.set("lg_cpu_pct", 100*float64(cpu1-cpu0)/float64(el))
+	res.set("ok", 1)
+	res.set("ok_total", 2) // the warm-up and the bulk request, as the origin counts them
+	res.set("err", 0)
+	res.set("err_total", 0)
+	return nil
+}
+
+// readDiscard reads r to EOF into buf (each read as large as what is there,
+// up to len(buf)) and returns the byte count.
+func readDiscard(r io.Reader, buf []byte) (int64, error) {
+	var n int64
+	for {
+		k, err := r.Read(buf)
+		n += int64(k)
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
 	}
 }
 

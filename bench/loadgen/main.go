@@ -19,6 +19,7 @@
 //	loadgen gw-h2     -addr IP:port -ca FILE -c 16 -streams 4             HTTP/2
 //	loadgen gw-new    -addr IP:port -ca FILE                              fresh TLS per request
 //	loadgen gw-probe  -addr IP:port -ca FILE [-expect-fail]               readiness / negative control
+//	loadgen gw-bulk   -addr IP:port -ca FILE [-bytes N] [-h2]             one GET /bulk?bytes=N, MiB/s
 //
 // Client modes print exactly one line starting with "RESULT " on stdout, made
 // of space-separated key=value pairs, for run.sh to parse.
@@ -38,7 +39,7 @@ import (
 func usage() {
 	fmt.Fprintf(os.Stderr, `usage: loadgen MODE [flags]
 modes: origin | gencert | dns | newconn | keepalive | bulk | idle | probe
-       gw-ka | gw-h2 | gw-new | gw-probe
+       gw-ka | gw-h2 | gw-new | gw-probe | gw-bulk
 run "loadgen MODE -h" for the flags of a mode
 `)
 	os.Exit(2)
@@ -59,7 +60,7 @@ func main() {
 		err = runDNS(args)
 	case "newconn", "keepalive", "bulk", "idle", "probe":
 		err = runClient(mode, args)
-	case "gw-ka", "gw-h2", "gw-new", "gw-probe":
+	case "gw-ka", "gw-h2", "gw-new", "gw-probe", "gw-bulk":
 		err = runGateway(mode, args)
 	case "-h", "--help", "help":
 		usage()
