@@ -23,6 +23,7 @@ type metrics struct {
 	userTunnels  *prometheus.GaugeVec
 
 	doors   map[string]*doorSeries // read-only after newMetrics
+	anon    *userSeries            // "-": requests without a forward.users name
 	usersMu sync.RWMutex
 	users   map[string]*userSeries // forward.users names seen, and "-"
 }
@@ -107,6 +108,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 	for i, d := range doors {
 		m.doors[d] = &doorSeries{idx: i}
 	}
+	m.anon = m.user("-")
 	if reg != nil {
 		reg.MustRegister(m.requests, m.duration, m.bytes, m.backendDuration, m.retries, m.listenerChanges,
 			m.userRequests, m.userBytes, m.userTunnels,
@@ -146,7 +148,7 @@ func (m *metrics) observe(r *record) {
 func (m *metrics) observeUser(r *record, d *doorSeries) {
 	u := r.users
 	if u == nil {
-		u = m.user("-")
+		u = m.anon
 	}
 	if d == nil {
 		return // not a door of this build: no series for it

@@ -28,10 +28,10 @@ func (p *pipe) copyTCP(dst, src *net.TCPConn, count *atomic.Int64) error {
 	}
 	leg := &rawLeg{}
 	leg.readFn, leg.writeFn = leg.read, leg.write
-	var dl deadline
+	w := idleWatch{p: p, rd: src}
+	w.arm()
 	bulk, small := false, 0 // splicing; and how many steps in a row moved less than a buffer
 	for {
-		dl.extend(src, p.idle)
 		var n int64
 		if bulk {
 			n, err = p.spliceStep(dst, src)
@@ -55,7 +55,7 @@ func (p *pipe) copyTCP(dst, src *net.TCPConn, count *atomic.Int64) error {
 			dst.CloseWrite()
 			return nil
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			if p.stillActive(n, src, &dl) {
+			if !w.expired(n) {
 				continue
 			}
 			return errTunnelIdle

@@ -40,14 +40,12 @@ type readDeadliner interface{ SetReadDeadline(time.Time) error }
 // fails, or neither side sends anything for idle. EOF on one side half-closes the other.
 type pipe struct {
 	idle     time.Duration
-	lastMove atomic.Int64 // unix nanos of the last step that moved bytes, either direction
 	up, down atomic.Int64 // bytes client→upstream and upstream→client
 }
 
 // run copies until done and returns the first error that was not a clean end. One direction
 // runs on the calling goroutine, so a tunnel costs one extra goroutine, not two.
 func (p *pipe) run(client, upstream io.ReadWriter, closeBoth func()) error {
-	p.lastMove.Store(time.Now().UnixNano())
 	errc := make(chan error, 1)
 	go func() {
 		err := p.copy(upstream, client, &p.up)
@@ -90,9 +88,9 @@ func (p *pipe) copyStream(dst io.Writer, src io.Reader, count *atomic.Int64) err
 	rd, _ := src.(readDeadliner)
 	bufp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bufp)
-	var dl deadline
+	w := idleWatch{p: p, rd: rd}
+	w.arm()
 	for {
-		dl.extend(rd, p.idle)
 		n, err := io.CopyBuffer(dst, &io.LimitedReader{R: src, N: tunnelChunk}, *bufp)
 		p.moved(count, n)
 		switch {
@@ -102,7 +100,7 @@ func (p *pipe) copyStream(dst io.Writer, src io.Reader, count *atomic.Int64) err
 			halfClose(dst)
 			return nil
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			if p.stillActive(n, rd, &dl) {
+			if !w.expired(n) {
 				continue
 			}
 			return errTunnelIdle
@@ -116,39 +114,35 @@ func (p *pipe) copyStream(dst io.Writer, src io.Reader, count *atomic.Int64) err
 func (p *pipe) moved(count *atomic.Int64, n int64) {
 	if n > 0 {
 		count.Add(n)
-		p.lastMove.Store(time.Now().UnixNano())
 	}
 }
 
-// stillActive decides, when a leg's read deadline passed, whether the tunnel is idle: only when
-// nothing moved either way for the idle timeout (the other direction may be busy while this one
-// is quiet, a download). If it is not, the deadline is set for the moment it would be.
-func (p *pipe) stillActive(n int64, rd readDeadliner, dl *deadline) bool {
-	last := time.Unix(0, p.lastMove.Load())
-	if n == 0 && time.Since(last) >= p.idle {
-		return false
-	}
-	dl.at = last.Add(p.idle)
-	if n > 0 || !dl.at.After(time.Now()) {
-		dl.at = time.Now().Add(p.idle)
-	}
-	rd.SetReadDeadline(dl.at)
-	return true
+// idleWatch is one leg's read deadline: set once for the idle timeout, and when it passes,
+// set again if anything moved either way since it was set (the byte counters say so: no clock
+// is read per message). A tunnel is closed after between one and two idle timeouts of
+// silence.
+type idleWatch struct {
+	p     *pipe
+	rd    readDeadliner
+	moved int64 // p's bytes, both ways, when the deadline was set
 }
 
-// deadline is a leg's read deadline, pushed out only when less than half the idle timeout is
-// left: a busy leg resets its timer every idle/2, not on every read (a timer change costs more
-// than the read of a small message).
-type deadline struct{ at time.Time }
-
-func (d *deadline) extend(rd readDeadliner, idle time.Duration) {
-	if rd == nil {
+func (w *idleWatch) arm() {
+	if w.rd == nil {
 		return
 	}
-	if now := time.Now(); d.at.Sub(now) < idle/2 {
-		d.at = now.Add(idle)
-		rd.SetReadDeadline(d.at)
+	w.moved = w.p.up.Load() + w.p.down.Load()
+	w.rd.SetReadDeadline(time.Now().Add(w.p.idle))
+}
+
+// expired is called when the deadline passed: it reports whether the tunnel is idle, and
+// re-arms the deadline when it is not.
+func (w *idleWatch) expired(n int64) bool {
+	if n == 0 && w.p.up.Load()+w.p.down.Load() == w.moved {
+		return true
 	}
+	w.arm()
+	return false
 }
 
 func halfClose(w io.Writer) {
