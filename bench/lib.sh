@@ -301,7 +301,8 @@ forward: {allow_networks: [127.0.0.0/8]}
 egress: {addresses: [$FG_EGRESS]}
 admin: {listen: "$FG_ADMIN"}
 log: {level: info, format: json$([[ $ACCESS_LOG == 1 ]] && echo ", flush_interval: 1s")}   # as nginx's access_log buffer=64k flush=1s
-limits: {max_conns_per_listener: 20000}
+# the load comes from one client address: lift the per-client limits (defaults 200/s) out of the way
+limits: {max_conns_per_listener: 20000, per_client: {rate: 1000000, burst: 1000000, max_tunnels: 100000, max_requests_in_flight: 100000}}
 EOF
 }
 # write_caddyfile FILE CA [SITE [ACCESS_LOG_FILE [IDLE_CONNS]]]: Caddy as the same TLS reverse

@@ -161,7 +161,8 @@ SMOKESCREEN_ARGS=(--listen-ip "$SMOKESCREEN_IP" --listen-port "$SMOKESCREEN_PORT
   echo "  addresses: [$FG_EGRESS]"
   echo "admin: {listen: \"$FG_ADMIN\"}"
   echo "log: {level: info, format: json}"
-  echo "limits: {max_conns_per_listener: 20000}"
+  # the load comes from one client address: lift the per-client limits (defaults 200/s) out of the way
+  echo "limits: {max_conns_per_listener: 20000, per_client: {rate: 1000000, burst: 1000000, max_tunnels: 100000, max_requests_in_flight: 100000}}"
 } >"$WORK/fixedgate/fixedgate.yaml"
 
 # ---- 3. servers -------------------------------------------------------------------------

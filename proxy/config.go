@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/fixedgate/fixedgate/proxy/limit"
 	"github.com/fixedgate/fixedgate/proxy/policy"
 )
 
@@ -62,10 +63,12 @@ func ValidateListen(ls []ListenConfig) error {
 	return nil
 }
 
-// User is one `forward.users` entry: a Basic credential whose key is stored only as a SHA-256.
+// User is one `forward.users` entry: a Basic credential whose key is stored only as a SHA-256,
+// and, optionally, limits of its own in place of limits.per_client (a field left out inherits).
 type User struct {
-	Name      string `yaml:"name"`
-	KeySHA256 string `yaml:"key_sha256"`
+	Name      string       `yaml:"name"`
+	KeySHA256 string       `yaml:"key_sha256"`
+	Limits    limit.Config `yaml:"limits"`
 }
 
 // ForwardConfig is the `forward:` section: the HTTPS_PROXY door.
@@ -90,6 +93,9 @@ func (f ForwardConfig) Validate() error {
 		names[u.Name] = true
 		if b, err := hex.DecodeString(u.KeySHA256); err != nil || len(b) != 32 {
 			return fmt.Errorf("users[%d].key_sha256: must be 64 hex digits (sha256 of the key: printf %%s KEY | sha256sum)", i)
+		}
+		if err := u.Limits.ValidateOverride(); err != nil {
+			return fmt.Errorf("users[%d].limits.%w", i, err)
 		}
 	}
 	for i, r := range f.Allow {
@@ -124,6 +130,10 @@ type Limits struct {
 	SendTimeout           time.Duration `yaml:"send_timeout"`
 	TunnelIdleTimeout     time.Duration `yaml:"tunnel_idle_timeout"`
 	MaxConnsPerListener   int           `yaml:"max_conns_per_listener"`
+	// PerClient bounds each user (each client address without credentials): tunnels and
+	// requests at once, and new ones per second. AuthFailures slows key guessing per address.
+	PerClient    limit.Config       `yaml:"per_client"`
+	AuthFailures limit.AuthFailures `yaml:"auth_failures"`
 }
 
 // DefaultLimits returns the documented defaults (see deploy/fixedgate.example.yaml).
@@ -137,6 +147,8 @@ func DefaultLimits() Limits {
 		SendTimeout:           60 * time.Second,
 		TunnelIdleTimeout:     5 * time.Minute,
 		MaxConnsPerListener:   10000,
+		PerClient:             limit.Defaults(),
+		AuthFailures:          limit.DefaultAuthFailures(),
 	}
 }
 
@@ -162,6 +174,12 @@ func (l Limits) Validate() error {
 	}
 	if l.MaxConnsPerListener < 1 {
 		return fmt.Errorf("max_conns_per_listener: must be at least 1")
+	}
+	if err := l.PerClient.Validate(); err != nil {
+		return fmt.Errorf("per_client.%w", err)
+	}
+	if err := l.AuthFailures.Validate(); err != nil {
+		return fmt.Errorf("auth_failures.%w", err)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/fixedgate/fixedgate/proxy/egress"
 	"github.com/fixedgate/fixedgate/proxy/health"
+	"github.com/fixedgate/fixedgate/proxy/limit"
 	"github.com/fixedgate/fixedgate/proxy/policy"
 	"github.com/fixedgate/fixedgate/proxy/resolver"
 )
@@ -136,9 +138,16 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, x *exchang
 		}
 		return subject, true
 	}
-	clientIP, _, _ := net.SplitHostPort(r.RemoteAddr)
+	clientIP := remoteIP(r)
 	if auth == nil {
 		return clientIP, true
+	}
+	// An address that failed too often gets 429 without its key being looked at: guessing is
+	// slow, and an address that guesses does not lock out a customer's other addresses.
+	addrKey := limit.AddrKey(clientIP)
+	if ref := s.limiter.AuthBlocked(addrKey, x.st.limits.AuthFailures); ref != nil {
+		s.refuseLimit(w, rec, ref, "-")
+		return "", false
 	}
 	h := r.Header.Get("Proxy-Authorization")
 	user, ok := auth.check(h)
@@ -146,6 +155,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, x *exchang
 		reason := "proxy credentials required"
 		if h != "" {
 			reason = "proxy credentials rejected"
+			s.limiter.AuthFailed(addrKey, x.st.limits.AuthFailures)
 		}
 		s.refuse(w, rec, http.StatusProxyAuthRequired, reason, nil)
 		return "", false
@@ -154,6 +164,33 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, x *exchang
 	rec.users = s.metrics.user(user)
 	x.who = principal{user: user, key: auth.keys[user]}
 	return user, true
+}
+
+// admit starts one request or tunnel of the request's customer under its limits: those of its
+// forward.users name, or of its client address (an IPv6 client's /64) when it has none. Beyond a limit it answers
+// 429 with Retry-After and reports false. The returned function ends what it started.
+func (s *Server) admit(w http.ResponseWriter, x *exchange, addr string, k limit.Kind) (func(), bool) {
+	key, user := "a:"+limit.AddrKey(addr), "-"
+	if x.rec.users != nil {
+		user = x.rec.users.name
+		key = "u:" + user
+	}
+	release, ref := s.limiter.Acquire(key, x.st.clientLimits(user), k)
+	if ref != nil {
+		s.refuseLimit(w, &x.rec, ref, user)
+		return nil, false
+	}
+	return release, true
+}
+
+// refuseLimit answers 429 with Retry-After and the limit's one-line reason; the summary line
+// says reason=limit and which one, and fixedgate_limited_total{user,limit} counts it.
+func (s *Server) refuseLimit(w http.ResponseWriter, rec *record, ref *limit.Refusal, user string) {
+	secs := int(math.Ceil(ref.RetryAfter.Seconds()))
+	w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+	s.refuse(w, rec, http.StatusTooManyRequests, ref.Reason, nil)
+	rec.reason, rec.err = "limit", errors.New(ref.Limit+": "+ref.Reason)
+	s.metrics.limited.WithLabelValues(user, ref.Limit).Inc()
 }
 
 // principal is who opened a tunnel, as a reload checks it again: a forward.users name and the
@@ -274,6 +311,11 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, x *exchang
 		s.refuse(w, rec, http.StatusForbidden, deniedReason(err), nil)
 		return
 	}
+	release, ok := s.admit(w, x, remoteIP(r), limit.Tunnel)
+	if !ok {
+		return
+	}
+	defer release()
 	rt, ok := s.resolveAndCheck(r.Context(), w, x.st, t, t.Port, rec)
 	if !ok {
 		return
@@ -435,6 +477,11 @@ func (s *Server) serveForward(w http.ResponseWriter, r *http.Request, x *exchang
 	if !ok {
 		return
 	}
+	release, ok := s.admit(w, x, remoteIP(r), limit.Request)
+	if !ok {
+		return
+	}
+	defer release()
 	var defPort uint16
 	switch r.URL.Scheme {
 	case "http":
@@ -665,3 +712,9 @@ func (rw *responseRecorder) Write(p []byte) (int, error) {
 }
 
 func (rw *responseRecorder) Unwrap() http.ResponseWriter { return rw.ResponseWriter }
+
+// remoteIP is the peer's address without its port.
+func remoteIP(r *http.Request) string {
+	ip, _, _ := net.SplitHostPort(r.RemoteAddr)
+	return ip
+}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/fixedgate/fixedgate/proxy/egress"
 	"github.com/fixedgate/fixedgate/proxy/health"
+	"github.com/fixedgate/fixedgate/proxy/limit"
 )
 
 // RouteConfig is one `routes:` entry of the gateway door: requests whose Host (and path prefix)
@@ -251,11 +252,19 @@ func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request, x *exchang
 	rec := &x.rec
 	rec.door = "gateway"
 	rec.target = rt.target
+	// Per client address: behind a trusted balancer, the client it names in X-Forwarded-For.
+	if addr, ok := x.st.gatewayClient(r); ok {
+		release, ok := s.admit(w, x, addr, limit.Request)
+		if !ok {
+			return
+		}
+		defer release()
+	}
 	fleet, ok := s.gatewayFleet(r.Context(), w, x.st, rt, rec)
 	if !ok {
 		return
 	}
-	clientIP, _, _ := net.SplitHostPort(r.RemoteAddr)
+	clientIP := remoteIP(r)
 	gr := &x.gw
 	*gr = gwReq{route: rt, fleet: fleet, identity: clientIP, rec: rec, st: x.st}
 	if r.Body != nil && r.Body != http.NoBody {
@@ -338,19 +347,41 @@ func newGatewayProxy(s *Server) *httputil.ReverseProxy {
 }
 
 func (st *settings) trustedClient(remote string) bool {
-	if len(st.gw.TrustedProxies) == 0 {
-		return false
-	}
 	ap, err := netip.ParseAddrPort(remote)
-	if err != nil {
-		return false
-	}
+	return err == nil && st.trustedAddr(ap.Addr())
+}
+
+func (st *settings) trustedAddr(a netip.Addr) bool {
 	for _, p := range st.gw.TrustedProxies {
-		if p.Contains(ap.Addr().Unmap()) {
+		if p.Contains(a.Unmap()) {
 			return true
 		}
 	}
 	return false
+}
+
+// gatewayClient is the address a gateway request is limited by: the peer's, or, when the peer
+// is a trusted balancer, the last X-Forwarded-For entry that is not itself a trusted balancer
+// (what an untrusted client writes further left is not believed). A trusted peer that names no
+// such client is not limited (false): it speaks for many clients.
+func (st *settings) gatewayClient(r *http.Request) (string, bool) {
+	if !st.trustedClient(r.RemoteAddr) {
+		return remoteIP(r), true
+	}
+	xff := r.Header.Values("X-Forwarded-For")
+	for i := len(xff) - 1; i >= 0; i-- {
+		parts := strings.Split(xff[i], ",")
+		for j := len(parts) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
+			if err != nil {
+				return "", false
+			}
+			if !st.trustedAddr(a) {
+				return a.Unmap().String(), true
+			}
+		}
+	}
+	return "", false
 }
 
 // errNoBackend is returned when every backend of a fleet was tried or excluded.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"net/netip"
 	"slices"
 	"testing"
@@ -137,6 +138,38 @@ func TestBigReads(t *testing.T) {
 		// 16 KiB reads would make one backend read per 16 KiB; big steps make far fewer.
 		if tc.takesBuf && src.reads > 1+len(data)/bigBufSize+3 {
 			t.Errorf("%s: %d reads of the backend body for %d bytes", tc.name, src.reads, tc.size)
+		}
+	}
+}
+
+func TestGatewayClient(t *testing.T) {
+	st := &settings{gw: GatewayConfig{TrustedProxies: []netip.Prefix{
+		netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}}}
+	for _, tc := range []struct {
+		name, remote string
+		xff          []string
+		want         string // "": not limited
+	}{
+		{"untrusted peer: its own address, whatever it claims", "192.0.2.1:5000", []string{"198.51.100.9"}, "192.0.2.1"},
+		{"trusted peer names the client", "10.1.1.1:5000", []string{"198.51.100.9"}, "198.51.100.9"},
+		{"spoofed entries left of the balancer's are not believed", "10.1.1.1:5000", []string{"1.2.3.4, 198.51.100.9"}, "198.51.100.9"},
+		{"chain of trusted balancers is walked", "10.1.1.1:5000", []string{"198.51.100.9, 10.2.2.2", "fd00::7"}, "198.51.100.9"},
+		{"last of several fields", "10.1.1.1:5000", []string{"203.0.113.1", "198.51.100.9"}, "198.51.100.9"},
+		{"mapped IPv6 is unmapped", "10.1.1.1:5000", []string{"::ffff:198.51.100.9"}, "198.51.100.9"},
+		{"trusted peer without a client: not limited", "10.1.1.1:5000", nil, ""},
+		{"only trusted entries: not limited", "10.1.1.1:5000", []string{"10.3.3.3"}, ""},
+		{"garbage where the client should be: not limited", "10.1.1.1:5000", []string{"unknown"}, ""},
+	} {
+		r := &http.Request{RemoteAddr: tc.remote, Header: http.Header{}}
+		for _, v := range tc.xff {
+			r.Header.Add("X-Forwarded-For", v)
+		}
+		got, ok := st.gatewayClient(r)
+		if !ok {
+			got = ""
+		}
+		if got != tc.want {
+			t.Errorf("%s: gatewayClient = %q, want %q", tc.name, got, tc.want)
 		}
 	}
 }

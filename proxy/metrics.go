@@ -18,6 +18,7 @@ type metrics struct {
 	retries         *prometheus.CounterVec
 	listenerChanges *prometheus.CounterVec
 
+	limited      *prometheus.CounterVec
 	userRequests *prometheus.CounterVec
 	userBytes    *prometheus.CounterVec
 	userTunnels  *prometheus.GaugeVec
@@ -90,6 +91,10 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 			Name: "fixedgate_listener_changes_total",
 			Help: "Listeners bound because the contract activated their address (activated) or closed because it retired it (retired).",
 		}, []string{"change"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fixedgate_limited_total",
+			Help: "Requests and tunnels answered 429 by a per-customer limit, by forward.users name (- without one) and limit (rate, tunnels, requests_in_flight, auth_failures).",
+		}, []string{"user", "limit"}),
 		userRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fixedgate_user_requests_total",
 			Help: "Requests and tunnels by forward.users name (- without one) and door; a user's series go when a reload removes the user.",
@@ -111,7 +116,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 	m.anon = m.user("-")
 	if reg != nil {
 		reg.MustRegister(m.requests, m.duration, m.bytes, m.backendDuration, m.retries, m.listenerChanges,
-			m.userRequests, m.userBytes, m.userTunnels,
+			m.userRequests, m.userBytes, m.userTunnels, m.limited,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "fixedgate_tunnels_open",
 				Help: "CONNECT tunnels open now.",
@@ -215,6 +220,7 @@ func (m *metrics) forgetUsers(names []string) {
 		m.userRequests.DeletePartialMatch(prometheus.Labels{"user": n})
 		m.userBytes.DeletePartialMatch(prometheus.Labels{"user": n})
 		m.userTunnels.DeleteLabelValues(n)
+		m.limited.DeletePartialMatch(prometheus.Labels{"user": n})
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/fixedgate/fixedgate/proxy/egress"
 	"github.com/fixedgate/fixedgate/proxy/health"
+	"github.com/fixedgate/fixedgate/proxy/limit"
 )
 
 const zapInfo = zapcore.InfoLevel
@@ -74,6 +75,7 @@ type Server struct {
 	metrics  *metrics
 	rp       http.Handler
 	tunnels  tunnels
+	limiter  *limit.Limiter // per-customer state; its settings come from settings.limits
 
 	gwProxy     http.Handler
 	health      *health.Tracker
@@ -126,6 +128,7 @@ func New(opts Options) (*Server, error) {
 		resolver:     opts.Resolver,
 		transports:   map[netip.Addr]*http.Transport{},
 		gwTransports: map[transportKey]backendPool{},
+		limiter:      limit.New(nil),
 	}
 	st, err := newSettings(opts, self)
 	if err != nil {

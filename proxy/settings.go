@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/fixedgate/fixedgate/proxy/limit"
 	"github.com/fixedgate/fixedgate/proxy/policy"
 )
 
@@ -26,6 +27,7 @@ type settings struct {
 	policy      *policy.Policy
 	auth        *authenticator // nil: no forward.users, no credentials asked
 	gateway     *gateway
+	userLimits  map[string]limit.Config // forward.users' own limits, over limits.per_client
 }
 
 // newSettings checks the reloadable parts of opts and builds them; self is the proxy's own
@@ -44,7 +46,12 @@ func newSettings(opts Options, self []netip.AddrPort) (*settings, error) {
 	if err != nil {
 		return nil, err
 	}
+	ul := make(map[string]limit.Config, len(opts.Forward.Users))
+	for _, u := range opts.Forward.Users {
+		ul[u.Name] = opts.Limits.PerClient.Over(u.Limits)
+	}
 	return &settings{
+		userLimits:  ul,
 		forward:     opts.Forward,
 		gw:          opts.Gateway,
 		limits:      opts.Limits,
@@ -80,7 +87,7 @@ func (s *Server) Reconfigure(opts Options) error {
 	}
 	prev := s.set.Swap(next)
 	s.retryBudget.SetRatio(float64(opts.Gateway.RetryBudgetPercent) / 100)
-	if prev.limits != next.limits {
+	if connLimits(prev.limits) != connLimits(next.limits) {
 		s.applyLimits(next.limits)
 	}
 	if !sameUpstreamTLS(prev.upstreamTLS, next.upstreamTLS) ||
@@ -219,4 +226,18 @@ func removedUpstreams(prev, next []*gwRoute) []string {
 		}
 	}
 	return out
+}
+
+// connLimits is what of l the listeners' connection servers use.
+func connLimits(l Limits) Limits {
+	l.PerClient, l.AuthFailures = limit.Config{}, limit.AuthFailures{}
+	return l
+}
+
+// clientLimits are the limits of the request's customer: its user's, or limits.per_client.
+func (st *settings) clientLimits(user string) limit.Config {
+	if c, ok := st.userLimits[user]; ok {
+		return c
+	}
+	return st.limits.PerClient
 }

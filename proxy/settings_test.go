@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/fixedgate/fixedgate/proxy/egress"
+	"github.com/fixedgate/fixedgate/proxy/limit"
 	"github.com/fixedgate/fixedgate/proxy/policy"
 )
 
@@ -229,5 +230,41 @@ func TestReconfigureLimitsNewConnections(t *testing.T) {
 	}
 	if got := status(old, oldBR); got != http.StatusNotFound {
 		t.Fatalf("the connection from before the reload: %d, want 404 under its own limits", got)
+	}
+}
+
+// TestClientLimits: a user's own limits replace limits.per_client key by key; everyone else
+// (other users, clients without credentials) gets limits.per_client.
+func TestClientLimits(t *testing.T) {
+	per := limit.Config{MaxTunnels: 10, MaxRequestsInFlight: 20, Rate: 5, Burst: 7}
+	st, err := newSettings(Options{
+		Limits: Limits{PerClient: per},
+		Forward: ForwardConfig{Users: []User{
+			{Name: "big", KeySHA256: sha("b"), Limits: limit.Config{MaxTunnels: 500, Rate: 50}},
+			{Name: "plain", KeySHA256: sha("p")},
+		}},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for user, want := range map[string]limit.Config{
+		"big":   {MaxTunnels: 500, MaxRequestsInFlight: 20, Rate: 50, Burst: 7},
+		"plain": per,
+		"-":     per,
+		"gone":  per,
+	} {
+		if got := st.clientLimits(user); got != want {
+			t.Errorf("clientLimits(%q) = %+v, want %+v", user, got, want)
+		}
+	}
+	// Only the connection servers' limits decide whether a reload rebuilds them.
+	a, b := DefaultLimits(), DefaultLimits()
+	b.PerClient.Rate, b.AuthFailures.Max = 1, 1
+	if connLimits(a) != connLimits(b) {
+		t.Error("per_client and auth_failures changes must not count as connection limit changes")
+	}
+	b.IdleTimeout++
+	if connLimits(a) == connLimits(b) {
+		t.Error("idle_timeout change not seen")
 	}
 }

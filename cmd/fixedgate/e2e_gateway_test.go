@@ -37,6 +37,11 @@ func startGatewayEdit(t *testing.T, f *fixture, fl *fleet, minTTL string, extra 
 	for _, e := range routeExtra {
 		route += ", " + e
 	}
+	if !strings.Contains(extra, "limits:") {
+		// The load in these tests comes from one client address, far above one customer's pace
+		// (limits.per_client's defaults); the per-address limit has its own test.
+		extra += "limits: {per_client: {rate: 1000000, burst: 1000000, max_requests_in_flight: 100000}}\n"
+	}
 	cfg := f.config(plain, tlsPort, admin, caDir, fmt.Sprintf(`routes:
   - {%s}
 health:
