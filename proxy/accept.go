@@ -34,6 +34,7 @@ type connServer struct {
 	wg         sync.WaitGroup // one per connection
 	mu         sync.Mutex
 	conns      map[net.Conn]*connGen // every accepted connection, for the hard stop
+	early      map[net.Conn]struct{} // in the TLS handshake or the h2 sniff: shutdown closes these at once
 	gens       []*connGen            // the current generation and older ones still serving
 }
 
@@ -54,6 +55,7 @@ func (s *Server) newConnServer(ln net.Listener, name string, tlsConfig *tls.Conf
 		tlsConfig:  tlsConfig,
 		acceptDone: make(chan struct{}),
 		conns:      map[net.Conn]*connGen{},
+		early:      map[net.Conn]struct{}{},
 	}
 	if tlsConfig != nil {
 		cs.h2handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -144,7 +146,22 @@ func (cs *connServer) track(c net.Conn, g *connGen) {
 		}
 	} else {
 		delete(cs.conns, c)
+		delete(cs.early, c)
 	}
+}
+
+// handOff ends c's early phase (TLS handshake, h2 sniff), in which nothing has been asked on it
+// yet and shutdown closes it at once. From here the HTTP/1.1 or HTTP/2 server owns it, and their
+// shutdowns close it once idle. It reports false, and closes c, when shutdown has begun.
+func (cs *connServer) handOff(c net.Conn) bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	delete(cs.early, c)
+	if cs.closing.Load() {
+		c.Close()
+		return false
+	}
+	return true
 }
 
 func (cs *connServer) handle(c net.Conn) {
@@ -157,6 +174,9 @@ func (cs *connServer) handle(c net.Conn) {
 		g.h1.ServeConn(ctx, c, nil)
 		return
 	}
+	cs.mu.Lock()
+	cs.early[c] = struct{}{}
+	cs.mu.Unlock()
 	tc := tls.Server(c, cs.tlsConfig)
 	if d := g.limits.ReadHeaderTimeout; d > 0 {
 		c.SetDeadline(time.Now().Add(d))
@@ -175,7 +195,9 @@ func (cs *connServer) handle(c net.Conn) {
 	case "h2":
 		cs.serveNegotiatedH2(ctx, tc, g)
 	case "", "http/1.1":
-		g.h1.ServeConn(ctx, tc, nil)
+		if cs.handOff(c) {
+			g.h1.ServeConn(ctx, tc, nil)
+		}
 	default: // acme-tls/1: the handshake was the whole exchange
 		tc.Close()
 	}
@@ -199,6 +221,9 @@ func (cs *connServer) shutdown(ctx context.Context) error {
 	<-cs.acceptDone
 	cs.mu.Lock()
 	gens := slices.Clone(cs.gens)
+	for c := range cs.early {
+		c.Close()
+	}
 	cs.mu.Unlock()
 	for _, g := range gens {
 		if g.h2base != nil {

@@ -24,6 +24,9 @@ func (cs *connServer) serveNegotiatedH2(ctx context.Context, c *tls.Conn, g *con
 	br := bufio.NewReaderSize(c, 4<<10)
 	kind := sniffH2(br)
 	c.SetReadDeadline(time.Time{})
+	if !cs.handOff(c.NetConn()) {
+		return
+	}
 	switch kind {
 	case sniffedH1Proxy:
 		g.h1.ServeConn(ctx, c, br)

@@ -6,6 +6,7 @@ import (
 	gotls "crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -563,5 +564,68 @@ func TestShutdownClosesIdleConnections(t *testing.T) {
 	p.signal(syscall.SIGTERM)
 	if err := p.wait(30 * time.Second); err != nil {
 		t.Fatalf("idle connections held the shutdown (grace 60s): %v", err)
+	}
+}
+
+// TestShutdownClosesEveryKindOfIdleConnection holds one idle connection of each kind the
+// listeners accept (read_header_timeout and idle_timeout far beyond the test, so only shutdown can
+// close them) and requires SIGTERM to end the process well inside shutdown_grace, each
+// connection closed by the proxy. Kinds: plain and TLS before any byte; TLS that negotiated h2
+// before any byte; TLS that negotiated h2 and then spoke HTTP/1.1 (what Go's Transport does to
+// an https:// proxy), idle after a served request; plain, idle after a served request.
+func TestShutdownClosesEveryKindOfIdleConnection(t *testing.T) {
+	f := newFixture(t)
+	p := f.startProxy(t, "shutdown_grace: 120s\nlimits: {read_header_timeout: 300s, idle_timeout: 300s}\n")
+	roots := rootsWith(t, p.caFile)
+	dialTLS := func(proto string) net.Conn {
+		c, err := gotls.Dial("tcp", p.tlsAddr, &gotls.Config{RootCAs: roots, NextProtos: []string{proto}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.ConnectionState().NegotiatedProtocol; got != proto {
+			t.Fatalf("negotiated %q, want %q", got, proto)
+		}
+		return c
+	}
+	dialPlain := func() net.Conn {
+		c, err := net.Dial("tcp", p.plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	served := func(c net.Conn) net.Conn {
+		fmt.Fprintf(c, "GET http://api.test:%d/ HTTP/1.1\r\nHost: api.test:%d\r\n%s\r\n\r\n", f.origin.port, f.origin.port, authHeader())
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("absolute-form request: %s", resp.Status)
+		}
+		return c
+	}
+	conns := map[string]net.Conn{
+		"plain, silent":                 dialPlain(),
+		"TLS http/1.1, silent":          dialTLS("http/1.1"),
+		"TLS h2, silent":                dialTLS("h2"),
+		"TLS h2 speaking HTTP/1.1":      served(dialTLS("h2")),
+		"plain, after a request":        served(dialPlain()),
+		"TLS http/1.1, after a request": served(dialTLS("http/1.1")),
+	}
+	for _, c := range conns {
+		t.Cleanup(func() { c.Close() })
+	}
+	p.signal(syscall.SIGTERM)
+	if err := p.wait(60 * time.Second); err != nil {
+		t.Fatalf("idle connections held the shutdown (grace 120s): %v", err)
+	}
+	for name, c := range conns {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if n, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("%s: still open after the proxy exited (read %d bytes, %v)", name, n, err)
+		}
 	}
 }
