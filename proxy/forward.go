@@ -331,13 +331,16 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, x *exchang
 	if ap, err := netip.ParseAddrPort(upstream.RemoteAddr().String()); err == nil {
 		e.dialed = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
+	if ap, err := netip.ParseAddrPort(upstream.LocalAddr().String()); err == nil {
+		e.src = ap.Addr().Unmap()
+	}
 	if r.ProtoMajor == 1 {
 		s.tunnelHTTP1(w, upstream, x, e)
 	} else {
 		s.tunnelStream(w, r, upstream, x, e)
 	}
-	if why := e.revoked.Load(); why != nil {
-		rec.reason, rec.err = "policy_reload", errors.New("closed by a config reload: "+*why)
+	if rv := e.revoked.Load(); rv != nil {
+		rec.reason, rec.err = rv.reason, errors.New(rv.msg)
 	}
 	// A backend that accepts and then drops the connection before answering anything (the
 	// flapping link) connected fine, but failed the client.

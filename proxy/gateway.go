@@ -691,25 +691,20 @@ func (p *learnedPool) CloseIdleConnections() {
 // FleetChanged is called by the resolver when a name's fleet changes: the pools of backends
 // that left it are closed once idle (in-flight requests finish on their connections).
 func (s *Server) FleetChanged(name string, fleet []netip.Addr) {
-	s.poolsMu.Lock()
-	defer s.poolsMu.Unlock()
-	for k, t := range s.gwTransports {
-		if k.name == name && !slices.Contains(fleet, k.backend.Addr()) {
-			t.CloseIdleConnections()
-			delete(s.gwTransports, k)
-			s.retired = append(s.retired, retiredTransport{t: t, at: time.Now()})
-		}
+	s.retirePools(nil, func(k transportKey) bool { return k.name == name && !slices.Contains(fleet, k.backend.Addr()) })
+}
+
+// EgressRetired is called when the contract takes egress addresses out of use: tunnels that
+// leave from one of them are closed (reason egress_retired), and the connection pools dialled
+// from them are closed once idle, so that nothing leaves from an address after its
+// retirement. It returns how many tunnels it closed.
+func (s *Server) EgressRetired(addrs []netip.Addr) int {
+	if len(addrs) == 0 {
+		return 0
 	}
-	// A retired pool's busy connections become idle later; close them as they do, for as long
-	// as a response may take.
-	keep := s.retired[:0]
-	for _, r := range s.retired {
-		r.t.CloseIdleConnections()
-		if time.Since(r.at) < s.cur().limits.ResponseHeaderTimeout+time.Minute {
-			keep = append(keep, r)
-		}
-	}
-	s.retired = keep
+	gone := func(a netip.Addr) bool { return slices.Contains(addrs, a) }
+	s.retirePools(gone, func(k transportKey) bool { return gone(k.src) })
+	return s.tunnels.closeFrom(addrs)
 }
 
 type retiredTransport struct {

@@ -93,7 +93,7 @@ func (s *Server) Reconfigure(opts Options) error {
 	if !sameUpstreamTLS(prev.upstreamTLS, next.upstreamTLS) ||
 		prev.limits.ResponseHeaderTimeout != next.limits.ResponseHeaderTimeout ||
 		prev.limits.MaxHeaderBytes != next.limits.MaxHeaderBytes {
-		s.retirePools()
+		s.retirePools(func(netip.Addr) bool { return true }, func(transportKey) bool { return true })
 	}
 	s.restartChecks(next)
 	s.metrics.forgetUsers(removedUsers(prev.forward.Users, next.forward.Users))
@@ -144,28 +144,47 @@ func (s *Server) applyLimits(l Limits) {
 	}
 }
 
-// retirePools drops every pool of connections to origins and backends (TLS or limits to them
-// changed): requests in flight finish on their connections, idle ones are closed, and the next
-// request dials anew under the new settings.
-func (s *Server) retirePools() {
-	s.mu.Lock()
-	old := s.transports
-	s.transports = map[netip.Addr]*http.Transport{}
-	s.mu.Unlock()
-	for _, t := range old {
-		t.CloseIdleConnections()
+// retirePools drops the pools of connections to origins (forward door, by egress address) and
+// to backends (gateway) that match: requests in flight finish on their connections, idle ones
+// are closed, and the next request dials anew. A nil matcher matches nothing.
+func (s *Server) retirePools(fwd func(src netip.Addr) bool, gw func(transportKey) bool) {
+	var old []*http.Transport
+	if fwd != nil {
+		s.mu.Lock()
+		for src, t := range s.transports {
+			if fwd(src) {
+				old = append(old, t)
+				delete(s.transports, src)
+			}
+		}
+		s.mu.Unlock()
 	}
 	now := time.Now()
 	s.poolsMu.Lock()
 	defer s.poolsMu.Unlock()
-	for k, t := range s.gwTransports {
-		t.CloseIdleConnections()
-		delete(s.gwTransports, k)
-		s.retired = append(s.retired, retiredTransport{t: t, at: now})
-	}
 	for _, t := range old {
+		t.CloseIdleConnections()
 		s.retired = append(s.retired, retiredTransport{t: t, at: now})
 	}
+	if gw != nil {
+		for k, t := range s.gwTransports {
+			if gw(k) {
+				t.CloseIdleConnections()
+				delete(s.gwTransports, k)
+				s.retired = append(s.retired, retiredTransport{t: t, at: now})
+			}
+		}
+	}
+	// A retired pool's busy connections become idle later; close them as they do, for as long
+	// as a response may take.
+	keep := s.retired[:0]
+	for _, r := range s.retired {
+		r.t.CloseIdleConnections()
+		if now.Sub(r.at) < s.cur().limits.ResponseHeaderTimeout+time.Minute {
+			keep = append(keep, r)
+		}
+	}
+	s.retired = keep
 }
 
 // restartChecks stops the active health checks of the previous routes and starts those of st's.

@@ -107,7 +107,7 @@ func TestTunnelsRevoke(t *testing.T) {
 	if n := ts.revoke(onlyA); n != 0 || closed["b.test"] != 1 {
 		t.Fatalf("a second revoke closed again: %d (%v)", n, closed)
 	}
-	if why := b.revoked.Load(); why == nil || !strings.Contains(*why, "b.test") {
+	if why := b.revoked.Load(); why == nil || !strings.Contains(why.msg, "b.test") || why.reason != "policy_reload" {
 		t.Fatalf("revoked reason %v", why)
 	}
 	late := entry("b.test") // allowed under keep, added after onlyA is in force
@@ -118,6 +118,35 @@ func TestTunnelsRevoke(t *testing.T) {
 	ts.done(a)
 	ts.done(b)
 	ts.done(late)
+}
+
+// TestTunnelsCloseFrom: the contract's retirement of an egress address closes the tunnels that
+// leave from it, once, with reason egress_retired, and no other tunnel.
+func TestTunnelsCloseFrom(t *testing.T) {
+	old, cur := netip.MustParseAddr("192.0.2.20"), netip.MustParseAddr("192.0.2.21")
+	closed := map[netip.Addr]int{}
+	entry := func(src netip.Addr) *tunnelEntry {
+		e := &tunnelEntry{src: src, dialed: netip.MustParseAddrPort("198.51.100.1:443")}
+		e.close = func() { closed[src]++ }
+		return e
+	}
+	var ts tunnels
+	a, b, c := entry(old), entry(cur), entry(netip.Addr{}) // c: source unknown
+	for _, e := range []*tunnelEntry{a, b, c} {
+		ts.add(e, nil)
+	}
+	if n := ts.closeFrom([]netip.Addr{old}); n != 1 || closed[old] != 1 || closed[cur] != 0 || closed[netip.Addr{}] != 0 {
+		t.Fatalf("closeFrom closed %d (%v), want the tunnel from %s only", n, closed, old)
+	}
+	if n := ts.closeFrom([]netip.Addr{old}); n != 0 || closed[old] != 1 {
+		t.Fatalf("a second closeFrom closed again: %d (%v)", n, closed)
+	}
+	if rv := a.revoked.Load(); rv == nil || rv.reason != "egress_retired" || !strings.Contains(rv.msg, old.String()) {
+		t.Fatalf("revocation %+v", rv)
+	}
+	for _, e := range []*tunnelEntry{a, b, c} {
+		ts.done(e)
+	}
 }
 
 func TestSameUpstreamTLS(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -167,9 +168,16 @@ type tunnelEntry struct {
 	principal
 	target  policy.Target
 	dialed  netip.AddrPort
-	st      *settings // the settings that allowed it
+	src     netip.Addr // the egress address it leaves from
+	st      *settings  // the settings that allowed it
 	close   func()
-	revoked atomic.Pointer[string] // why a reload closed it
+	revoked atomic.Pointer[revocation] // why the proxy closed it
+}
+
+// revocation is why the proxy itself closed a tunnel: the summary line's reason and error.
+type revocation struct {
+	reason string // policy_reload or egress_retired
+	msg    string
 }
 
 // add registers e; it reports false when shutdown already started. A tunnel allowed under
@@ -215,11 +223,33 @@ func (t *tunnels) revoke(st *settings) int {
 // revokeIf closes e when st refuses it, once, and reports whether it did.
 func (e *tunnelEntry) revokeIf(st *settings) bool {
 	why := st.refuses(e)
-	if why == "" || !e.revoked.CompareAndSwap(nil, &why) {
+	if why == "" {
+		return false
+	}
+	return e.revoke(&revocation{reason: "policy_reload", msg: "closed by a config reload: " + why})
+}
+
+// revoke closes e, once, for rv, and reports whether this call did.
+func (e *tunnelEntry) revoke(rv *revocation) bool {
+	if !e.revoked.CompareAndSwap(nil, rv) {
 		return false
 	}
 	e.close()
 	return true
+}
+
+// closeFrom closes every open tunnel that leaves from one of srcs, and returns how many.
+func (t *tunnels) closeFrom(srcs []netip.Addr) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for e := range t.open {
+		if e.src.IsValid() && slices.Contains(srcs, e.src) &&
+			e.revoke(&revocation{reason: "egress_retired", msg: "closed at the retirement of its egress address " + e.src.String()}) {
+			n++
+		}
+	}
+	return n
 }
 
 func (t *tunnels) count() int {

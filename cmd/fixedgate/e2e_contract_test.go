@@ -184,6 +184,17 @@ func TestContractActivatesOnTime(t *testing.T) {
 	p.waitReady()
 	p.admin = admin
 
+	// A tunnel opened from the old egress address before the switch is closed at its
+	// retirement: nothing leaves from a retired address afterwards.
+	early, _ := net.DialTimeout("tcp", plain, 5*time.Second)
+	t.Cleanup(func() { early.Close() })
+	early.SetDeadline(time.Now().Add(60 * time.Second))
+	fmt.Fprintf(early, "CONNECT echo.test:%d HTTP/1.1\r\nHost: x\r\n%s\r\n\r\n", f.echo, authHeader())
+	earlyBR := bufio.NewReader(early)
+	if resp, err := http.ReadResponse(earlyBR, &http.Request{Method: "CONNECT"}); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT before the switch: %v %v", resp, err)
+	}
+
 	// Until the switch the origin sees only the old egress address, and the announced listener
 	// refuses connections; after it, the new egress address and the new listener are in service.
 	var sawNew, laterBound bool
@@ -218,6 +229,14 @@ func TestContractActivatesOnTime(t *testing.T) {
 	if !strings.Contains(p.log(), "listener activated by the contract") {
 		t.Errorf("no log line for the activated listener")
 	}
+	// The echo server answers only at EOF from our side, so bytes here would mean the tunnel
+	// outlived its egress address; the proxy closing it gives EOF with nothing read.
+	if b, err := io.ReadAll(earlyBR); err != nil || len(b) != 0 {
+		t.Errorf("tunnel from the retired %s: read %q, %v; want it closed by the proxy", egressIP, b, err)
+	}
+	waitFor(t, 10*time.Second, "the summary line of the tunnel closed at the retirement", func() bool {
+		return strings.Contains(p.log(), `"reason":"egress_retired"`)
+	})
 }
 
 // echoSource tunnels through proxyAddr to the echo server and returns the source address the

@@ -387,6 +387,15 @@ func (a *app) applyContract(doc *ipranges.Document, now time.Time, dialer *egres
 		if err := a.proxy.Reconcile(); err != nil {
 			a.log.Error("contract: a listener could not be bound", zap.Error(err))
 		}
+		var out []netip.Addr
+		for _, e := range a.cfg.Egress.Addresses {
+			if !slices.Contains(use, e.Unmap()) {
+				out = append(out, e.Unmap())
+			}
+		}
+		if n := a.proxy.EgressRetired(out); n > 0 {
+			a.log.Info("contract: tunnels from egress addresses out of use closed", zap.Int("tunnels", n), zap.Stringers("egress", out))
+		}
 	}
 }
 
