@@ -490,6 +490,15 @@ type bigReads struct {
 
 const bigBufSize = 256 << 10
 
+// upstreamH2StreamWindow is the flow-control window fixedgate gives each stream it opens to an
+// HTTP/2 backend or origin: how far a backend may send ahead of the client. It bounds what a
+// client that asks and never reads can make the proxy hold (this plus bigBufSize per stream;
+// net/http's default, 4 MiB, let one connection of 250 such streams pin about 1 GiB). Twice
+// bigBufSize, so that a backend fills one half while the other is handed to the client; one
+// stream then carries at most 512 KiB per round trip to its backend (about 500 MiB/s at 1 ms,
+// 10 MiB/s at 50 ms).
+const upstreamH2StreamWindow = 2 * bigBufSize
+
 var bigBufs = sync.Pool{New: func() any { b := make([]byte, bigBufSize); return &b }}
 
 func (b *bigReads) Read(p []byte) (int, error) {
@@ -642,7 +651,7 @@ func (s *Server) backendTransport(src netip.Addr, name string, backend netip.Add
 			ExpectContinueTimeout:  time.Second,
 			DisableCompression:     true,
 			MaxResponseHeaderBytes: int64(st.limits.MaxHeaderBytes) * 4,
-			HTTP2:                  &http.HTTP2Config{MaxReadFrameSize: 1 << 20},
+			HTTP2:                  &http.HTTP2Config{MaxReadFrameSize: 1 << 20, MaxReceiveBufferPerStream: upstreamH2StreamWindow},
 		}
 	}
 	if h1 {

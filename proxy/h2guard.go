@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 
 	"golang.org/x/net/http2"
@@ -15,7 +16,7 @@ import (
 const h2MaxFrameSize = 16 << 10
 
 // h2Guard reads the client's side of an HTTP/2 connection one frame ahead of x/net's server,
-// for two rules that server does not keep:
+// for three rules that server does not keep:
 //
 //   - A request with a connection-specific field (connection, keep-alive, proxy-connection,
 //     transfer-encoding, upgrade) or a te other than "trailers" is malformed (RFC 9113 section
@@ -30,6 +31,9 @@ const h2MaxFrameSize = 16 << 10
 //     hangs up on repeats instead, so the guard keeps each parameter's last value, which has the
 //     same effect, unless a dropped value is itself invalid (then the frame goes on unchanged
 //     and the server refuses it).
+//   - A header block (HEADERS and its CONTINUATION frames) may not grow past twice the header
+//     list limit: x/net bounds the fields a block decodes to, not the block, so CONTINUATION
+//     frames that decode to nothing could go on without end. Such a block is refused as above.
 //
 // Anything the guard cannot follow (a header block its decoder refuses, an oversized frame) is
 // passed on unchanged and followed by the end of the stream, so the server's own error decides
@@ -46,6 +50,9 @@ type h2Guard struct {
 	buf    []byte // the payload being inspected
 	end    error  // returned once out is drained: the guard stops here
 	reason string // set by the decoder's emit function when a field is refused
+
+	block    int // bytes of the header block being received (HEADERS and its CONTINUATIONs)
+	maxBlock int
 }
 
 func newH2Guard(r io.Reader, maxHeaderBytes int, onReject func(string)) *h2Guard {
@@ -56,6 +63,7 @@ func newH2Guard(r io.Reader, maxHeaderBytes int, onReject func(string)) *h2Guard
 		maxHeaderBytes = 1 << 20
 	}
 	g.dec.SetMaxStringLength(maxHeaderBytes + 10*32)
+	g.maxBlock = 2*maxHeaderBytes + h2MaxFrameSize
 	return g
 }
 
@@ -149,6 +157,22 @@ func (g *h2Guard) headerBlock(typ http2.FrameType, flags http2.Flags) bool {
 			}
 			frag = frag[5:]
 		}
+	}
+	// A header block is never larger than the header list it decodes to (every
+	// representation takes fewer bytes than the 32 per field the list size counts), except
+	// through dynamic table size updates, which a valid block has at most two of. x/net ends a
+	// block whose fields go over the limit, but not one that sends no fields: CONTINUATION
+	// frames of table size updates, without end, which cost a decoder pass per byte and hold
+	// the stream open. Past twice the limit, the block is refused.
+	if typ == http2.FrameHeaders {
+		g.block = 0
+	}
+	if g.block += len(frag); g.block > g.maxBlock {
+		g.reason = fmt.Sprintf("header block over %d bytes without its end (a CONTINUATION flood)", g.maxBlock)
+		if g.onReject != nil {
+			g.onReject(g.reason)
+		}
+		return false
 	}
 	if _, err := g.dec.Write(frag); err != nil {
 		g.end = errGuardStopped // the server's decoder refuses it too: COMPRESSION_ERROR

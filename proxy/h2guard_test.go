@@ -289,3 +289,46 @@ func TestH2GuardPassesFramesThrough(t *testing.T) {
 		}
 	}
 }
+
+// TestH2GuardBoundsHeaderBlocks: a header block of CONTINUATION frames that decode to no field
+// (dynamic table size updates) is refused with GOAWAY PROTOCOL_ERROR once it passes twice the
+// header list limit, before the handler runs; a block just under the limit, split across many
+// CONTINUATION frames, is served.
+func TestH2GuardBoundsHeaderBlocks(t *testing.T) {
+	gs := startGuardServer(t) // newH2Guard(c, 0, …): max header bytes 1 MiB, so the block bound is 2 MiB + 16 KiB
+	const maxBlock = 2<<20 + h2MaxFrameSize
+	// 0x3f 0xe1 0x1f: a table size update to 4096 (the size it already is): a valid no-op.
+	update := []byte{0x3f, 0xe1, 0x1f}
+	updates := bytes.Repeat(update, (h2MaxFrameSize-1)/len(update))
+	for _, tc := range []struct {
+		name   string
+		frames int
+		want   string
+	}{
+		{"within the bound", (maxBlock - 4096) / len(updates), "status 200"},
+		{"past the bound", maxBlock/len(updates) + 2, "GOAWAY PROTOCOL_ERROR"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hc := dialH2(t, gs.addr)
+			before := gs.handled.Load()
+			// The updates come first (RFC 7541 section 4.2: at the start of a block), the
+			// request's fields after them.
+			hc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: updates, EndStream: true})
+			for range tc.frames - 1 {
+				hc.fr.WriteContinuation(1, false, updates)
+			}
+			hc.fr.WriteContinuation(1, true, hc.block(":method", "GET", ":scheme", "https", ":authority", "a.test", ":path", "/"))
+			if got := hc.outcome(1); got != tc.want {
+				t.Fatalf("%d CONTINUATION frames (%d bytes): %s, want %s", tc.frames, tc.frames*len(updates), got, tc.want)
+			}
+			if refused := tc.want != "status 200"; refused && gs.handled.Load() != before {
+				t.Fatal("the handler ran for a refused block")
+			}
+		})
+	}
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	if len(gs.rejected) != 1 || !strings.Contains(gs.rejected[0], "header block over") {
+		t.Fatalf("rejections logged: %q", gs.rejected)
+	}
+}

@@ -405,6 +405,7 @@ func (s *Server) transportFor(src netip.Addr) *http.Transport {
 		ExpectContinueTimeout:  time.Second,
 		DisableCompression:     true,
 		MaxResponseHeaderBytes: int64(st.limits.MaxHeaderBytes) * 4,
+		HTTP2:                  &http.HTTP2Config{MaxReceiveBufferPerStream: upstreamH2StreamWindow},
 	}
 	s.transports[src] = t
 	return t
