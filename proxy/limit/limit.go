@@ -143,9 +143,9 @@ func New(now func() time.Time) *Limiter {
 // Acquire starts one request or tunnel for key under c. On success it returns the function
 // that ends it (call it exactly once); on refusal, what refused.
 func (l *Limiter) Acquire(key string, c Config, k Kind) (release func(), r *Refusal) {
-	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := l.now() // under the lock: a clock read before it could be older than s.refilled
 	l.sweep(now)
 	s := l.keys[key]
 	if s == nil {
@@ -154,8 +154,10 @@ func (l *Limiter) Acquire(key string, c Config, k Kind) (release func(), r *Refu
 	}
 	s.used = now
 	// Refill the bucket for the time since the last call, up to the burst.
-	s.tokens = math.Min(float64(c.Burst), s.tokens+now.Sub(s.refilled).Seconds()*c.Rate)
-	s.refilled = now
+	if d := now.Sub(s.refilled); d > 0 {
+		s.tokens = math.Min(float64(c.Burst), s.tokens+d.Seconds()*c.Rate)
+		s.refilled = now
+	}
 	switch {
 	case k == Tunnel && s.tunnels >= c.MaxTunnels:
 		return nil, &Refusal{Limit: "tunnels", RetryAfter: time.Second,
