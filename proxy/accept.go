@@ -25,8 +25,9 @@ type connServer struct {
 	s         *Server
 	ln        net.Listener
 	name      string
-	tlsConfig *tls.Config  // nil on a plain listener
-	h2handler http.Handler // s, behind presizeStack: each HTTP/2 request runs on a new goroutine
+	tlsConfig *tls.Config      // nil on a plain listener
+	proxyIn   *ProxyProtocolIn // listen[].proxy_protocol; nil: connections come straight from clients
+	h2handler http.Handler     // s, behind presizeStack: each HTTP/2 request runs on a new goroutine
 	gen       atomic.Pointer[connGen]
 
 	acceptDone chan struct{}
@@ -47,12 +48,13 @@ type connGen struct {
 	h2base *http.Server // the HTTP/2 server's settings; its Shutdown sends GOAWAY on every h2 connection
 }
 
-func (s *Server) newConnServer(ln net.Listener, name string, tlsConfig *tls.Config) *connServer {
+func (s *Server) newConnServer(ln net.Listener, name string, tlsConfig *tls.Config, proxyIn *ProxyProtocolIn) *connServer {
 	cs := &connServer{
 		s:          s,
 		ln:         ln,
 		name:       name,
 		tlsConfig:  tlsConfig,
+		proxyIn:    proxyIn,
 		acceptDone: make(chan struct{}),
 		conns:      map[net.Conn]*connGen{},
 		early:      map[net.Conn]struct{}{},
@@ -170,13 +172,29 @@ func (cs *connServer) handle(c net.Conn) {
 	cs.track(c, g)
 	defer cs.track(c, nil)
 	ctx := context.WithValue(context.Background(), listenerKey{}, cs.name)
-	if cs.tlsConfig == nil {
+	if cs.tlsConfig == nil && cs.proxyIn == nil {
 		g.h1.ServeConn(ctx, c, nil)
 		return
 	}
+	raw := c
 	cs.mu.Lock()
-	cs.early[c] = struct{}{}
+	cs.early[raw] = struct{}{}
 	cs.mu.Unlock()
+	if cs.proxyIn != nil {
+		pc, err := readProxyHeader(c, cs.proxyIn, g.limits.ReadHeaderTimeout)
+		if err != nil {
+			cs.s.rejected(cs.name, c.RemoteAddr().String(), "PROXY", http.StatusBadRequest, err.Error()+"; connection closed")
+			c.Close()
+			return
+		}
+		c = pc
+		if cs.tlsConfig == nil {
+			if cs.handOff(raw) {
+				g.h1.ServeConn(ctx, c, nil)
+			}
+			return
+		}
+	}
 	tc := tls.Server(c, cs.tlsConfig)
 	if d := g.limits.ReadHeaderTimeout; d > 0 {
 		c.SetDeadline(time.Now().Add(d))
@@ -193,9 +211,9 @@ func (cs *connServer) handle(c net.Conn) {
 	c.SetDeadline(time.Time{})
 	switch tc.ConnectionState().NegotiatedProtocol {
 	case "h2":
-		cs.serveNegotiatedH2(ctx, tc, g)
+		cs.serveNegotiatedH2(ctx, tc, g, raw)
 	case "", "http/1.1":
-		if cs.handOff(c) {
+		if cs.handOff(raw) {
 			g.h1.ServeConn(ctx, tc, nil)
 		}
 	default: // acme-tls/1: the handshake was the whole exchange

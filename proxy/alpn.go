@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
+	"net"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -17,14 +18,15 @@ import (
 // bytes decide. The HTTP/2 preface goes to the HTTP/2 server, behind h2Guard; a request line
 // of one of those two proxy shapes is served as HTTP/1.1 on the same connection; anything else
 // breaks the protocol the client chose and the connection is closed (RFC 9113 section 3.4).
-func (cs *connServer) serveNegotiatedH2(ctx context.Context, c *tls.Conn, g *connGen) {
+// raw is the accepted connection under c, as shutdown tracks it.
+func (cs *connServer) serveNegotiatedH2(ctx context.Context, c *tls.Conn, g *connGen, raw net.Conn) {
 	if d := g.limits.ReadHeaderTimeout; d > 0 {
 		c.SetReadDeadline(time.Now().Add(d))
 	}
 	br := bufio.NewReaderSize(c, 4<<10)
 	kind := sniffH2(br)
 	c.SetReadDeadline(time.Time{})
-	if !cs.handOff(c.NetConn()) {
+	if !cs.handOff(raw) {
 		return
 	}
 	switch kind {

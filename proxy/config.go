@@ -18,8 +18,30 @@ import (
 
 // ListenConfig is one `listen:` entry: a fixed ingress address and whether it speaks TLS.
 type ListenConfig struct {
-	Address string `yaml:"address"`
-	TLS     bool   `yaml:"tls"`
+	Address       string           `yaml:"address"`
+	TLS           bool             `yaml:"tls"`
+	ProxyProtocol *ProxyProtocolIn `yaml:"proxy_protocol"`
+}
+
+// ProxyProtocolIn is `listen[].proxy_protocol`: connections from the Trusted networks (the TCP
+// load balancers in front) must start with a PROXY protocol header, v1 or v2, whose source
+// address then stands for the client everywhere (logs, X-Forwarded-For, egress stickiness,
+// per-client limits); with Optional, a trusted connection may also come without one. A header
+// from any other address is refused: a client must not choose its own address.
+type ProxyProtocolIn struct {
+	Trusted  []netip.Prefix `yaml:"trusted"`
+	Optional bool           `yaml:"optional"`
+}
+
+// trusts reports whether a is in one of the trusted networks.
+func (p *ProxyProtocolIn) trusts(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, n := range p.Trusted {
+		if n.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // AddrPort returns the parsed address; Validate has checked it.
@@ -59,6 +81,16 @@ func ValidateListen(ls []ListenConfig) error {
 			return fmt.Errorf("[%d].address: %s is already listed at [%d]", i, ap, j)
 		}
 		seen[ap] = i
+		if pp := l.ProxyProtocol; pp != nil {
+			if len(pp.Trusted) == 0 {
+				return fmt.Errorf("[%d].proxy_protocol.trusted: list the networks of the load balancers that send the header (e.g. [10.0.0.0/8])", i)
+			}
+			for j, n := range pp.Trusted {
+				if n != n.Masked() {
+					return fmt.Errorf("[%d].proxy_protocol.trusted[%d]: %s has host bits set (did you mean %s?)", i, j, n, n.Masked())
+				}
+			}
+		}
 	}
 	return nil
 }

@@ -230,7 +230,7 @@ func (s *Server) serveListener(l *listener) {
 	if l.cfg.TLS {
 		tlsConfig = s.opts.TLS.ServerConfig([]string{"h2", "http/1.1"})
 	}
-	cs := s.newConnServer(l.ln, name, tlsConfig)
+	cs := s.newConnServer(l.ln, name, tlsConfig, l.cfg.ProxyProtocol)
 	l.srvs = append(l.srvs, cs)
 	s.log.Info("listening", zap.String("listener", name))
 	go func() {

@@ -288,6 +288,11 @@ func tcpOf(c net.Conn) *net.TCPConn {
 			return v
 		case *limitConn:
 			c = v.Conn
+		case *proxiedConn:
+			if !v.drained() {
+				return nil
+			}
+			c = v.Conn
 		case *rawConn:
 			return v.TCPConn
 		default:

@@ -29,7 +29,10 @@ func TestLoadConfigErrors(t *testing.T) {
 		want       []string // substrings of the error, each naming key path and problem
 	}{
 		{"unknown top-level key", minimalConfig + "listne: []\n", []string{"listne (line 5): unknown key"}},
-		{"unknown nested key", "listen:\n  - {address: \"127.0.0.1:1\", tsl: true}\n", []string{"listen[0].tsl (line 2): unknown key (known here: address, tls)"}},
+		{"unknown nested key", "listen:\n  - {address: \"127.0.0.1:1\", tsl: true}\n", []string{"listen[0].tsl (line 2): unknown key (known here: address, tls, proxy_protocol)"}},
+		{"proxy_protocol without trusted", "listen:\n  - {address: \"127.0.0.1:1\", tls: false, proxy_protocol: {optional: true}}\n", []string{"listen[0].proxy_protocol.trusted: list the networks of the load balancers"}},
+		{"proxy_protocol host bits", "listen:\n  - {address: \"127.0.0.1:1\", tls: false, proxy_protocol: {trusted: [10.1.2.3/8]}}\n", []string{"listen[0].proxy_protocol.trusted[0]: 10.1.2.3/8 has host bits set (did you mean 10.0.0.0/8?)"}},
+		{"proxy_protocol bad network", "listen:\n  - {address: \"127.0.0.1:1\", tls: false, proxy_protocol: {trusted: [balancer]}}\n", []string{"listen[0].proxy_protocol.trusted[0] (line 2)"}},
 		{"unknown key in rule", minimalConfig + "  allow_networks: []\n  users: [{name: a, key: b}]\n", []string{"forward.users[0].key (line 6): unknown key"}},
 		{"bad duration", minimalConfig + "limits: {dial_timeout: 10 seconds}\n", []string{`limits.dial_timeout (line 5): "10 seconds" is not a duration`}},
 		{"negative duration", minimalConfig + "shutdown_grace: -1s\n", []string{`shutdown_grace (line 5): "-1s" is negative`}},

@@ -1,0 +1,285 @@
+package main
+
+// PROXY protocol in: Debian's haproxy in front (mode tcp, send-proxy-v2 to the TLS listener,
+// send-proxy to the plain one), clients on different 127.0.0.x source addresses, and the
+// client's address everywhere fixedgate uses one.
+
+import (
+	"bufio"
+	"context"
+	gotls "crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	balancerIP  = "127.0.0.40" // haproxy's source address towards fixedgate: the trusted balancer
+	balancerFor = "127.0.0.41" // where haproxy listens for clients
+	clientA     = "127.0.0.101"
+	clientB     = "127.0.0.102"
+)
+
+// haproxyFront is haproxy in TCP mode in front of a fixedgate: tlsFront forwards to its TLS
+// listener with a v2 header, plainFront to its plain listener with a v1 header.
+type haproxyFront struct {
+	tlsFront, plainFront string
+}
+
+func startHAProxyFront(t *testing.T, p *proc) *haproxyFront {
+	t.Helper()
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		t.Skip("haproxy is not installed (bash .ci/run installs Debian's haproxy)")
+	}
+	h := &haproxyFront{
+		tlsFront:   fmt.Sprintf("%s:%d", balancerFor, freePort(t, balancerFor)),
+		plainFront: fmt.Sprintf("%s:%d", balancerFor, freePort(t, balancerFor)),
+	}
+	cfg := fmt.Sprintf(`global
+  log stderr format raw local0 info
+defaults
+  mode tcp
+  log global
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend tls_v2
+  bind %s
+  default_backend fg_tls
+backend fg_tls
+  server fg %s send-proxy-v2 source %s
+frontend plain_v1
+  bind %s
+  default_backend fg_plain
+backend fg_plain
+  server fg %s send-proxy source %s
+`, h.tlsFront, p.tlsAddr, balancerIP, h.plainFront, p.plain, balancerIP)
+	path := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-db", "-f", path)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	hp := startChild(t, "haproxy", cmd, out, nil)
+	for _, addr := range []string{h.tlsFront, h.plainFront} {
+		waitFor(t, 10*time.Second, "haproxy listening on "+addr, func() bool {
+			select {
+			case <-hp.exited:
+				t.Fatalf("haproxy exited: %v\n%s", hp.exitErr, hp.log())
+			default:
+			}
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		})
+	}
+	return h
+}
+
+// fromAddr dials from the loopback source address src.
+func fromAddr(src string) *net.Dialer {
+	return &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+}
+
+// startPROXYGateway is the gateway fixture with proxy_protocol on both listeners (haproxy's
+// source address trusted) and two egress addresses.
+func startPROXYGateway(t *testing.T, f *fixture, fl *fleet, optional bool) *proc {
+	t.Helper()
+	f.dns.Set(fleetName, 60, fl.addrs(0, 3)...)
+	pp := fmt.Sprintf("proxy_protocol: {trusted: [%s/32], optional: %v}", balancerIP, optional)
+	// One CA file for the fleet (gateway) and the origin (forward door).
+	bundle := filepath.Join(t.TempDir(), "upstream-ca.pem")
+	a, _ := os.ReadFile(f.origin.caFile)
+	b, _ := os.ReadFile(fl.caFile)
+	writeTestFile(t, bundle, append(a, b...))
+	return startGatewayEdit(t, f, fl, "5s", "limits: {read_header_timeout: 2s}\n", func(cfg string) string {
+		cfg = strings.Replace(cfg, "ca_file: "+strconv.Quote(fl.caFile), "ca_file: "+strconv.Quote(bundle), 1)
+		cfg = strings.Replace(cfg, ", tls: false}", ", tls: false, "+pp+"}", 1)
+		cfg = strings.Replace(cfg, ", tls: true}", ", tls: true, "+pp+"}", 1)
+		return strings.Replace(cfg, "egress:\n  addresses: ["+egressIP+"]", "egress:\n  addresses: ["+egressIP+", 127.0.0.21]", 1)
+	})
+}
+
+// TestPROXYProtocolFromHAProxy: behind haproxy, fixedgate sees each client's own address, over
+// both header versions and every door: the gateway (the backend's X-Forwarded-For), CONNECT
+// and absolute-form (the summary line's client), and egress stickiness (a client keeps the
+// egress address it gets when it connects directly).
+func TestPROXYProtocolFromHAProxy(t *testing.T) {
+	f := newFixture(t)
+	fl := startFleet(t, 3)
+	p := startPROXYGateway(t, f, fl, false)
+	h := startHAProxyFront(t, p)
+	roots := rootsWith(t, p.caFile)
+
+	gw := func(src, addr string) *http.Client {
+		tr := &http.Transport{
+			Proxy: nil,
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return fromAddr(src).DialContext(ctx, "tcp", addr)
+			},
+			TLSClientConfig:   &gotls.Config{RootCAs: roots},
+			ForceAttemptHTTP2: true,
+		}
+		t.Cleanup(tr.CloseIdleConnections)
+		return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	}
+	// The gateway, over the v2 header: X-Forwarded-For and the egress address per client.
+	egressOf := map[string]string{}
+	for _, src := range []string{clientA, clientB} {
+		var seen []string
+		for range 5 {
+			r, _, err := getReply(gw(src, h.tlsFront), "https://"+gwHost+"/")
+			if err != nil {
+				t.Fatalf("gateway from %s through haproxy: %v", src, err)
+			}
+			if r.XFF != src {
+				t.Errorf("gateway from %s through haproxy: the backend saw X-Forwarded-For %q", src, r.XFF)
+			}
+			host, _, _ := net.SplitHostPort(r.Remote)
+			seen = append(seen, host)
+		}
+		for _, e := range seen[1:] {
+			if e != seen[0] {
+				t.Errorf("client %s left from %v: not one egress address", src, seen)
+			}
+		}
+		egressOf[src] = seen[0]
+		// A direct connection from the same address (untrusted, without a header: served with
+		// its own address) gets the same egress address.
+		r, _, err := getReply(gw(src, p.tlsAddr), "https://"+gwHost+"/")
+		if err != nil {
+			t.Fatalf("gateway from %s directly: %v", src, err)
+		}
+		if host, _, _ := net.SplitHostPort(r.Remote); host != egressOf[src] || r.XFF != src {
+			t.Errorf("client %s directly: egress %s, X-Forwarded-For %q; through haproxy egress %s", src, host, r.XFF, egressOf[src])
+		}
+	}
+
+	// CONNECT over the v1 header (plain listener), and absolute-form.
+	c, err := fromAddr(clientA).Dial("tcp", h.plainFront)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	fmt.Fprintf(c, "CONNECT echo.test:%d HTTP/1.1\r\nHost: echo.test\r\n%s\r\n\r\n", f.echo, authHeader())
+	br := bufio.NewReader(c)
+	if resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect}); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT through haproxy: %v %v", resp, err)
+	}
+	io.WriteString(c, "hello")
+	c.(*net.TCPConn).CloseWrite()
+	if reply, _ := io.ReadAll(br); !strings.HasPrefix(string(reply), "got 5 bytes") {
+		t.Fatalf("through the tunnel: %q", reply)
+	}
+	abs := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		Proxy:       http.ProxyURL(&url.URL{Scheme: "http", Host: h.plainFront, User: url.UserPassword(testUser, testKey)}),
+		DialContext: fromAddr(clientB).DialContext,
+	}}
+	resp, err := abs.Get(fmt.Sprintf("http://api.test:%d/", f.origin.port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("absolute-form through haproxy: %s", resp.Status)
+	}
+
+	// The summary lines name the clients, never the balancer.
+	want := map[string]string{"gateway": clientA, "connect": clientA, "forward": clientB}
+	waitFor(t, 10*time.Second, "summary lines of every door naming the clients", func() bool {
+		got := map[string]bool{}
+		for _, line := range strings.Split(p.log(), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) != nil || m["msg"] != "request" {
+				continue
+			}
+			client, _ := m["client"].(string)
+			if strings.HasPrefix(client, balancerIP+":") {
+				t.Fatalf("a summary line names the balancer as the client: %s", line)
+			}
+			door, _ := m["door"].(string)
+			if src, ok := want[door]; ok && strings.HasPrefix(client, src+":") {
+				got[door] = true
+			}
+		}
+		return len(got) == len(want)
+	})
+}
+
+// TestPROXYProtocolRefusals: a header from an address outside the trusted networks, a trusted
+// connection without a header, a malformed header and one that never finishes are each closed
+// within read_header_timeout with a summary line that says why, and a client served meanwhile
+// is not affected. With optional, a trusted connection without a header is served.
+func TestPROXYProtocolRefusals(t *testing.T) {
+	f := newFixture(t)
+	fl := startFleet(t, 3)
+	p := startPROXYGateway(t, f, fl, false)
+	good := gatewayClient(t, p, true) // from 127.0.0.1: untrusted, no header, served
+
+	for _, tc := range []struct {
+		name, from, send, reason string
+	}{
+		{"header from an untrusted address", clientA, "PROXY TCP4 203.0.113.9 127.0.0.10 5000 443\r\nGET / HTTP/1.1\r\n\r\n",
+			"PROXY header from " + clientA + ", which is not in listen[].proxy_protocol.trusted"},
+		{"trusted balancer without a header", balancerIP, "GET http://api.test/ HTTP/1.1\r\nHost: api.test\r\n\r\n",
+			"no PROXY header from " + balancerIP},
+		{"malformed header", balancerIP, "PROXY TCP4 not-an-address 127.0.0.10 5000 443\r\n", "malformed PROXY header"},
+		// A v1 header must arrive in one piece (go-proxyproto drops a partial one at once, as
+		// the spec allows); a v2 header may take until read_header_timeout.
+		{"v1 header cut short", balancerIP, "PROXY TCP4 203.0.113.9", "malformed PROXY header: proxyproto: can't read version 1 header"},
+		{"v2 header that never finishes", balancerIP, "\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c\xcb", "PROXY header not finished within 2s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := fromAddr(tc.from).Dial("tcp", p.plain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			io.WriteString(c, tc.send)
+			c.SetReadDeadline(time.Now().Add(30 * time.Second)) // the proxy's deadline is 2s; this only bounds a broken proxy
+			if b, err := io.ReadAll(c); err != nil || len(b) != 0 {
+				t.Errorf("read %q, %v: want the connection closed without a response", b, err)
+			}
+			if _, code, err := getReply(good, "https://"+gwHost+"/"); err != nil {
+				t.Errorf("another client meanwhile: %d %v", code, err)
+			}
+			waitFor(t, 10*time.Second, "the summary line: "+tc.reason, func() bool {
+				return strings.Contains(p.log(), `"door":"malformed"`) && strings.Contains(p.log(), tc.reason)
+			})
+		})
+	}
+
+	t.Run("optional: trusted without a header is served", func(t *testing.T) {
+		po := startPROXYGateway(t, f, fl, true)
+		abs := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			Proxy:       http.ProxyURL(&url.URL{Scheme: "http", Host: po.plain, User: url.UserPassword(testUser, testKey)}),
+			DialContext: fromAddr(balancerIP).DialContext,
+		}}
+		resp, err := abs.Get(fmt.Sprintf("http://api.test:%d/", f.origin.port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s", resp.Status)
+		}
+	})
+}

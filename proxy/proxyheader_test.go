@@ -1,0 +1,106 @@
+package proxy
+
+import (
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+)
+
+// endOfInput, at the end of what a case sends, makes the client half-close after it.
+const endOfInput = "<EOF>"
+
+// TestReadProxyHeader drives readProxyHeader over real loopback connections from a trusted
+// source address (127.0.0.61, in 127.0.0.60/30) and an untrusted one (127.0.0.70): who may send
+// a header, what is required, what a malformed, truncated or late header gets, and that the
+// bytes after the header reach the server intact.
+func TestReadProxyHeader(t *testing.T) {
+	const trustedSrc, untrustedSrc = "127.0.0.61", "127.0.0.70"
+	client := &net.TCPAddr{IP: net.ParseIP("203.0.113.7"), Port: 51000}
+	front := &net.TCPAddr{IP: net.ParseIP("198.51.100.10"), Port: 443}
+	header := func(v byte, cmd proxyproto.ProtocolVersionAndCommand) string {
+		h := proxyproto.HeaderProxyFromAddrs(v, client, front)
+		h.Command = cmd
+		b, err := h.Format()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	const payload = "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+	for _, tc := range []struct {
+		name     string
+		from     string
+		optional bool
+		send     string
+		wantErr  string // "" : served
+		remote   string // the client address the connection then reports
+	}{
+		{"v1 from a trusted balancer", trustedSrc, false, header(1, proxyproto.PROXY) + payload, "", "203.0.113.7:51000"},
+		{"v2 from a trusted balancer", trustedSrc, false, header(2, proxyproto.PROXY) + payload, "", "203.0.113.7:51000"},
+		{"v2 LOCAL: the balancer's own health check", trustedSrc, false, header(2, proxyproto.LOCAL) + payload, "", trustedSrc},
+		{"v1 UNKNOWN", trustedSrc, false, "PROXY UNKNOWN\r\n" + payload, "", trustedSrc},
+		{"trusted without a header", trustedSrc, false, payload, "no PROXY header from 127.0.0.61", ""},
+		{"trusted without a header, optional", trustedSrc, true, payload, "", trustedSrc},
+		{"untrusted with a header", untrustedSrc, false, header(1, proxyproto.PROXY) + payload, "not in listen[].proxy_protocol.trusted", ""},
+		{"untrusted with a v2 header", untrustedSrc, true, header(2, proxyproto.PROXY) + payload, "not in listen[].proxy_protocol.trusted", ""},
+		{"untrusted without a header", untrustedSrc, false, payload, "", untrustedSrc},
+		{"malformed v1", trustedSrc, false, "PROXY TCP4 203.0.113.7 nonsense 1 2\r\n" + payload, "malformed PROXY header", ""},
+		{"v1 without its line end", trustedSrc, false, "PROXY TCP4 203.0.113.7 198.51.100.10 51000 443", "malformed PROXY header", ""},
+		{"truncated v2, then silence", trustedSrc, false, header(2, proxyproto.PROXY)[:20], "PROXY header not finished within 300ms", ""},
+		{"first bytes of a signature, then silence", trustedSrc, false, "PRO", "PROXY header not finished within 300ms", ""},
+		{"silent", trustedSrc, false, "", "nothing received", ""},
+		{"first bytes of a signature, then the end", trustedSrc, true, "PROX" + endOfInput, "incomplete PROXY header", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(tc.from)}}
+			cc, err := d.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cc.Close()
+			send, end := strings.CutSuffix(tc.send, endOfInput)
+			io.WriteString(cc, send)
+			if end {
+				cc.(*net.TCPConn).CloseWrite()
+			}
+			sc, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sc.Close()
+			pp := &ProxyProtocolIn{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.60/30")}, Optional: tc.optional}
+			c, err := readProxyHeader(sc, pp, 300*time.Millisecond)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			host := c.RemoteAddr().String()
+			if !strings.Contains(tc.remote, ":") {
+				host, _, _ = net.SplitHostPort(host)
+			}
+			if host != tc.remote {
+				t.Errorf("RemoteAddr %s, want %s", c.RemoteAddr(), tc.remote)
+			}
+			got := make([]byte, len(payload))
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadFull(c, got); err != nil || string(got) != payload {
+				t.Errorf("after the header: %q, %v; want %q", got, err, payload)
+			}
+		})
+	}
+}
