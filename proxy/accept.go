@@ -172,6 +172,7 @@ func (cs *connServer) handle(c net.Conn) {
 	cs.track(c, g)
 	defer cs.track(c, nil)
 	ctx := context.WithValue(context.Background(), listenerKey{}, cs.name)
+	ctx = context.WithValue(ctx, ingressKey{}, addrPortOf(c.LocalAddr()))
 	if cs.tlsConfig == nil && cs.proxyIn == nil {
 		g.h1.ServeConn(ctx, c, nil)
 		return
@@ -188,6 +189,9 @@ func (cs *connServer) handle(c net.Conn) {
 			return
 		}
 		c = pc
+		if pc.ingress != nil {
+			ctx = context.WithValue(ctx, ingressKey{}, addrPortOf(pc.ingress))
+		}
 		if cs.tlsConfig == nil {
 			if cs.handOff(raw) {
 				g.h1.ServeConn(ctx, c, nil)

@@ -307,7 +307,8 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, x *exchang
 		return
 	}
 	rec.target = t.String()
-	if _, err := x.st.policy.Allow(t); err != nil {
+	rule, err := x.st.policy.Allow(t)
+	if err != nil {
 		s.refuse(w, rec, http.StatusForbidden, deniedReason(err), nil)
 		return
 	}
@@ -325,6 +326,13 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, x *exchang
 	if err != nil {
 		s.dialFailed(w, rec, t.String(), err)
 		return
+	}
+	if v, _ := parseProxyVersion(rule.ProxyProtocol); v != 0 {
+		if err := writeProxyHeader(upstream, proxyOutFor(v, r, remoteIP(r)).header()); err != nil {
+			att.Done(health.Reset)
+			s.refuse(w, rec, http.StatusBadGateway, "cannot send the PROXY header to "+t.String()+": "+shortNetErr(err), err)
+			return
+		}
 	}
 	rec.status = http.StatusOK
 	e := &tunnelEntry{principal: x.who, target: t, st: x.st}
@@ -530,6 +538,9 @@ func (s *Server) serveForward(w http.ResponseWriter, r *http.Request, x *exchang
 		host = net.JoinHostPort(t.Host, strconv.Itoa(int(port)))
 	}
 	fr := &forwardReq{route: rt, scheme: scheme, host: host}
+	if v, _ := parseProxyVersion(rule.ProxyProtocol); v != 0 {
+		fr.pp = proxyOutFor(v, r, remoteIP(r)).header()
+	}
 	if r.Body != nil && r.Body != http.NoBody {
 		x.body.ReadCloser = r.Body
 		r.Body, fr.body = &x.body, &x.body
@@ -545,6 +556,7 @@ type forwardReq struct {
 	*route
 	scheme, host string
 	body         *countingBody // the client's request body, nil without one
+	pp           []byte        // the PROXY header the origin's connection starts with, if its rule asks
 }
 
 func newReverseProxy(s *Server) *httputil.ReverseProxy {

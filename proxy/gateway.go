@@ -36,6 +36,9 @@ type RouteConfig struct {
 	Upstream string `yaml:"upstream"`
 	// Check is an optional active health check of every backend of the fleet.
 	Check *CheckConfig `yaml:"check"`
+	// ProxyProtocol ("v1" or "v2"; empty: off) sends every backend connection a PROXY protocol
+	// header naming the client before TLS. Such connections are pooled per client address.
+	ProxyProtocol string `yaml:"proxy_protocol"`
 }
 
 // CheckConfig is a route's active health check: GET path on every backend each interval.
@@ -104,7 +107,8 @@ type gwRoute struct {
 	authority string // name[:port] as in the Host header sent upstream
 	target    string // https://authority, for logs and reasons
 
-	allowed atomic.Pointer[fleetView] // the last fleet after the SSRF guard, reused while unchanged
+	allowed   atomic.Pointer[fleetView] // the last fleet after the SSRF guard, reused while unchanged
+	ppVersion byte                      // 1 or 2: a PROXY header before TLS to each backend; 0: none
 
 	backendDuration prometheus.Observer // this route's series, resolved once
 }
@@ -160,6 +164,11 @@ func newRoute(c RouteConfig) (*gwRoute, error) {
 	}
 	r.authority = strings.ToLower(r.authority)
 	r.target = "https://" + r.authority
+	v, err := parseProxyVersion(c.ProxyProtocol)
+	if err != nil {
+		return nil, err
+	}
+	r.ppVersion = v
 	if c.Check != nil {
 		switch {
 		case !strings.HasPrefix(c.Check.Path, "/"):
@@ -240,6 +249,7 @@ type gwReq struct {
 	route    *gwRoute
 	fleet    []netip.Addr
 	identity string
+	pp       proxyOut // the PROXY header of the route's backend connections, if it sends one
 	rec      *record
 	st       *settings
 	body     *countingBody // the client's request body, nil without one
@@ -267,6 +277,10 @@ func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request, x *exchang
 	clientIP := remoteIP(r)
 	gr := &x.gw
 	*gr = gwReq{route: rt, fleet: fleet, identity: clientIP, rec: rec, st: x.st}
+	if rt.ppVersion != 0 {
+		client, _ := x.st.gatewayClient(r)
+		gr.pp = proxyOutFor(rt.ppVersion, r, client)
+	}
 	if r.Body != nil && r.Body != http.NoBody {
 		x.body.ReadCloser = r.Body
 		r.Body, gr.body = &x.body, &x.body
@@ -448,7 +462,7 @@ func (s *Server) gatewayRoundTrip(req *http.Request) (*http.Response, error) {
 		start := time.Now()
 		// The request keeps the route's authority in its URL: each backend has transports of
 		// its own, so the URL need not name the backend, and retries send the same request.
-		resp, err := s.backendTransport(src, rt.name, ap, upgrade).RoundTrip(req)
+		resp, err := s.backendTransport(src, rt.name, ap, upgrade, gr.pp).RoundTrip(req)
 		rt.backendDuration.Observe(time.Since(start).Seconds())
 		if err == nil && resp.StatusCode < 500 && resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != nil && resp.Body != http.NoBody {
 			if resp.ProtoMajor == 2 {
@@ -579,12 +593,14 @@ func outcome(resp *http.Response, err error, ctx context.Context) health.Outcome
 }
 
 // transportKey names one pool of connections: to one backend, from one egress address, for
-// one upstream name (the SNI and certificate name).
+// one upstream name (the SNI and certificate name), and, on routes with proxy_protocol, for one
+// client (the header each connection starts with names it).
 type transportKey struct {
 	src     netip.Addr
 	name    string
 	backend netip.AddrPort
 	h1      bool // WebSocket and other upgrades need HTTP/1.1
+	pp      proxyOut
 }
 
 // backendPool is what a backend's requests go through: CloseIdleConnections drops its idle
@@ -599,18 +615,24 @@ type backendPool interface {
 // the fleet can be closed alone. A backend that negotiates HTTP/2 is served by net/http's
 // HTTP/2 client (one multiplexed connection); one that speaks HTTP/1.1 by h1Pool. Upgrades
 // (WebSocket) use an HTTP/1.1-only net/http Transport, which hands the upgraded connection over.
-func (s *Server) backendTransport(src netip.Addr, name string, backend netip.AddrPort, h1 bool) backendPool {
-	key := transportKey{src, name, backend, h1}
+func (s *Server) backendTransport(src netip.Addr, name string, backend netip.AddrPort, h1 bool, pp proxyOut) backendPool {
+	key := transportKey{src, name, backend, h1, pp}
 	s.poolsMu.RLock()
 	t, ok := s.gwTransports[key]
 	s.poolsMu.RUnlock()
 	if ok {
+		if pp.version != 0 {
+			t.(*clientPool).used.Store(time.Now().UnixNano())
+		}
 		return t
 	}
 	s.poolsMu.Lock()
 	defer s.poolsMu.Unlock()
 	if t, ok := s.gwTransports[key]; ok {
 		return t
+	}
+	if pp.version != 0 {
+		s.sweepClientPools()
 	}
 	st := s.cur()
 	tlsCfg := st.upstreamTLS.Clone()
@@ -623,10 +645,16 @@ func (s *Server) backendTransport(src netip.Addr, name string, backend netip.Add
 		tlsCfg.NextProtos = []string{"http/1.1"}
 	}
 	tlsCfg.ClientSessionCache = tls.NewLRUClientSessionCache(64)
+	header := pp.header()
 	dial := func(ctx context.Context) (*tls.Conn, error) {
 		c, err := s.egress.Dial(ctx, src, backend)
 		if err != nil {
 			return nil, &dialError{err}
+		}
+		if header != nil {
+			if err := writeProxyHeader(c, header); err != nil {
+				return nil, &dialError{err}
+			}
 		}
 		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
@@ -663,8 +691,38 @@ func (s *Server) backendTransport(src netip.Addr, name string, backend netip.Add
 			newH2: newTransport,
 		}
 	}
+	if pp.version != 0 {
+		cp := &clientPool{backendPool: t}
+		cp.used.Store(time.Now().UnixNano())
+		t = cp
+	}
 	s.gwTransports[key] = t
 	return t
+}
+
+// clientPool is the pool of one client's connections to a backend that gets PROXY headers:
+// the header names the client, so these connections are never shared. It remembers when it
+// was last used, and sweepClientPools closes those idle for longer than clientPoolIdle.
+type clientPool struct {
+	backendPool
+	used atomic.Int64 // UnixNano
+}
+
+// clientPoolIdle is how long a client's pool may go unused before it is closed: longer than
+// the pools' own idle timeout (90 s), so that it only drops pools whose connections are gone.
+const clientPoolIdle = 2 * time.Minute
+
+// sweepClientPools closes and forgets the per-client pools unused for clientPoolIdle; it runs
+// as a new one is made, which bounds them by the clients of the last two minutes. s.poolsMu is
+// held.
+func (s *Server) sweepClientPools() {
+	cutoff := time.Now().Add(-clientPoolIdle).UnixNano()
+	for k, t := range s.gwTransports {
+		if cp, ok := t.(*clientPool); ok && cp.used.Load() < cutoff {
+			cp.CloseIdleConnections()
+			delete(s.gwTransports, k)
+		}
+	}
 }
 
 // learnedPool starts with HTTP/1.1 (h1Pool) and switches to net/http's Transport for good once
@@ -811,7 +869,7 @@ func (s *Server) checkRoute(ctx context.Context, st *settings, rt *gwRoute) {
 		req.Host = rt.authority
 		req.Header.Set("User-Agent", "fixedgate-health-check")
 		att := s.health.Start(ap)
-		resp, err := s.backendTransport(src, rt.name, ap, false).RoundTrip(req)
+		resp, err := s.backendTransport(src, rt.name, ap, false, proxyOut{version: rt.ppVersion, local: rt.ppVersion != 0}).RoundTrip(req)
 		if err == nil {
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()

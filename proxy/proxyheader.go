@@ -3,9 +3,11 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"time"
@@ -19,7 +21,7 @@ import (
 // closes the connection, for a header from an untrusted address, a trusted connection without
 // one (unless optional), a malformed header, or one that does not finish in time. The wire
 // format is go-proxyproto's; the policy (who may send one, what is required) is here.
-func readProxyHeader(c net.Conn, pp *ProxyProtocolIn, timeout time.Duration) (net.Conn, error) {
+func readProxyHeader(c net.Conn, pp *ProxyProtocolIn, timeout time.Duration) (*proxiedConn, error) {
 	peer := addrPortOf(c.RemoteAddr())
 	trusted := pp.trusts(peer.Addr())
 	if timeout > 0 {
@@ -108,4 +110,86 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 	}
 	ap, _ := netip.ParseAddrPort(a.String())
 	return ap
+}
+
+// parseProxyVersion reads routes[].proxy_protocol and forward.allow[].proxy_protocol.
+func parseProxyVersion(s string) (byte, error) {
+	switch s {
+	case "":
+		return 0, nil
+	case "v1":
+		return 1, nil
+	case "v2":
+		return 2, nil
+	}
+	return 0, fmt.Errorf("proxy_protocol: %q must be v1 or v2 (or left out)", s)
+}
+
+// proxyOut is the PROXY header a connection to a backend or origin starts with. It is
+// comparable, so that it keys the pool of such connections; version 0 is none.
+type proxyOut struct {
+	version byte
+	local   bool       // the proxy speaking for itself (health checks): v2 LOCAL, v1 UNKNOWN
+	client  netip.Addr // the source the header names (the port is not carried: pools are per address)
+	ingress netip.AddrPort
+}
+
+// header is the wire form of p, or nil for none.
+func (p proxyOut) header() []byte {
+	if p.version == 0 {
+		return nil
+	}
+	h := &proxyproto.Header{Version: p.version, Command: proxyproto.LOCAL, TransportProtocol: proxyproto.UNSPEC}
+	if p.version == 1 {
+		h.Command = proxyproto.PROXY // v1 has no LOCAL: "PROXY UNKNOWN"
+	}
+	if !p.local && p.client.IsValid() && p.ingress.IsValid() {
+		h = proxyproto.HeaderProxyFromAddrs(p.version,
+			&net.TCPAddr{IP: p.client.AsSlice()}, net.TCPAddrFromAddrPort(p.ingress))
+	}
+	b, err := h.Format()
+	if err != nil { // only an unsupported address pair; the proxy then speaks for itself
+		b, _ = (&proxyproto.Header{Version: p.version, Command: h.Command, TransportProtocol: proxyproto.UNSPEC}).Format()
+	}
+	return b
+}
+
+// ingressKey is the context key of the address the client connected to: the listener's own,
+// or, behind a balancer that sends PROXY headers, the one the header names.
+type ingressKey struct{}
+
+func ingressOf(ctx context.Context) netip.AddrPort {
+	ap, _ := ctx.Value(ingressKey{}).(netip.AddrPort)
+	return ap
+}
+
+// proxyOutFor is the header to send upstream for r, when version asks for one: the client is
+// client (after PROXY-in and gateway.trusted_proxies), the destination the ingress address.
+func proxyOutFor(version byte, r *http.Request, client string) proxyOut {
+	if version == 0 {
+		return proxyOut{}
+	}
+	a, err := netip.ParseAddr(client)
+	if err != nil {
+		a = addrPortOf(stringAddr(r.RemoteAddr)).Addr()
+	}
+	return proxyOut{version: version, client: a.Unmap(), ingress: ingressOf(r.Context())}
+}
+
+type stringAddr string
+
+func (a stringAddr) Network() string { return "tcp" }
+func (a stringAddr) String() string  { return string(a) }
+
+// writeProxyHeader sends h on a new upstream connection, bounded by a deadline, and closes the
+// connection when it cannot.
+func writeProxyHeader(c net.Conn, h []byte) error {
+	c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_, err := c.Write(h)
+	c.SetWriteDeadline(time.Time{})
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("send PROXY header: %w", err)
+	}
+	return nil
 }

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"io"
 	"net"
 	"net/netip"
@@ -102,5 +104,56 @@ func TestReadProxyHeader(t *testing.T) {
 				t.Errorf("after the header: %q, %v; want %q", got, err, payload)
 			}
 		})
+	}
+}
+
+// TestProxyOutHeader: the header sent upstream parses back (with the same library a backend
+// such as Caddy uses) to the client and ingress addresses, in both versions and across address
+// families; the proxy's own connections (health checks) say LOCAL (v2) or UNKNOWN (v1).
+func TestProxyOutHeader(t *testing.T) {
+	v4, v6 := netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("2001:db8::7")
+	in4, in6 := netip.MustParseAddrPort("198.51.100.10:443"), netip.MustParseAddrPort("[2001:db8::10]:443")
+	for _, tc := range []struct {
+		name      string
+		p         proxyOut
+		wantSrc   string // "" : no addresses (LOCAL / UNKNOWN)
+		wantV1Raw string // for v1, the exact line
+	}{
+		{"v1, IPv4", proxyOut{version: 1, client: v4, ingress: in4}, "203.0.113.7", "PROXY TCP4 203.0.113.7 198.51.100.10 0 443\r\n"},
+		{"v2, IPv4", proxyOut{version: 2, client: v4, ingress: in4}, "203.0.113.7", ""},
+		{"v2, IPv6", proxyOut{version: 2, client: v6, ingress: in6}, "2001:db8::7", ""},
+		{"v1, IPv4 client on an IPv6 ingress", proxyOut{version: 1, client: v4, ingress: in6}, "203.0.113.7", ""},
+		{"v1, health check", proxyOut{version: 1, local: true}, "", "PROXY UNKNOWN\r\n"},
+		{"v2, health check", proxyOut{version: 2, local: true}, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := tc.p.header()
+			if tc.wantV1Raw != "" && string(b) != tc.wantV1Raw {
+				t.Fatalf("header %q, want %q", b, tc.wantV1Raw)
+			}
+			h, err := proxyproto.Read(bufio.NewReader(bytes.NewReader(b)))
+			if err != nil {
+				t.Fatalf("%q does not parse: %v", b, err)
+			}
+			src, dst, ok := h.TCPAddrs()
+			if tc.wantSrc == "" {
+				if ok && h.Command.IsProxy() {
+					t.Fatalf("a health check's header names %v → %v", src, dst)
+				}
+				return
+			}
+			if !ok {
+				t.Fatalf("%q names no TCP addresses", b)
+			}
+			if got := src.AddrPort().Addr().Unmap().String(); got != tc.wantSrc {
+				t.Errorf("source %s, want %s", got, tc.wantSrc)
+			}
+			if got := dst.AddrPort(); got.Addr().Unmap() != tc.p.ingress.Addr() || got.Port() != tc.p.ingress.Port() {
+				t.Errorf("destination %s, want %s", got, tc.p.ingress)
+			}
+		})
+	}
+	if (proxyOut{}).header() != nil {
+		t.Error("version 0 sends a header")
 	}
 }

@@ -85,9 +85,12 @@ type Server struct {
 	serving    bool
 	shutdown   bool // Reconcile binds nothing once shutdown started
 
-	mu           sync.Mutex
-	listeners    []*listener
-	transports   map[netip.Addr]*http.Transport
+	mu         sync.Mutex
+	listeners  []*listener
+	transports map[netip.Addr]*http.Transport
+	// unpooled are the forward door's transports for origins that get a PROXY header: one
+	// connection per request, never reused, since the header names one client.
+	unpooled     map[netip.Addr]*http.Transport
 	poolsMu      sync.RWMutex // guards gwTransports and retired; read on every gateway attempt
 	gwTransports map[transportKey]backendPool
 	retired      []retiredTransport
@@ -127,6 +130,7 @@ func New(opts Options) (*Server, error) {
 		egress:       opts.Egress,
 		resolver:     opts.Resolver,
 		transports:   map[netip.Addr]*http.Transport{},
+		unpooled:     map[netip.Addr]*http.Transport{},
 		gwTransports: map[transportKey]backendPool{},
 		limiter:      limit.New(nil),
 	}
@@ -369,7 +373,7 @@ func (s *Server) egressTransport() http.RoundTripper {
 		if err != nil {
 			return nil, err
 		}
-		return s.transportFor(src).RoundTrip(req)
+		return s.transportFor(src, fr.pp != nil).RoundTrip(req)
 	})
 }
 
@@ -377,10 +381,16 @@ type roundTripperFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-func (s *Server) transportFor(src netip.Addr) *http.Transport {
+// transportFor returns the forward door's transport dialling from src; unpooled, the one for
+// requests whose connections start with a PROXY header (fr.pp), which are never reused.
+func (s *Server) transportFor(src netip.Addr, unpooled bool) *http.Transport {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if t, ok := s.transports[src]; ok {
+	m := s.transports
+	if unpooled {
+		m = s.unpooled
+	}
+	if t, ok := m[src]; ok {
 		return t
 	}
 	st := s.cur()
@@ -392,9 +402,16 @@ func (s *Server) transportFor(src netip.Addr) *http.Transport {
 			if err != nil {
 				return nil, &dialError{err}
 			}
+			if fr.pp != nil {
+				if err := writeProxyHeader(c, fr.pp); err != nil {
+					att.Done(health.Reset)
+					return nil, &dialError{err}
+				}
+			}
 			att.Done(health.Success)
 			return newRawConn(c), nil
 		},
+		DisableKeepAlives:      unpooled,
 		TLSClientConfig:        st.upstreamTLS.Clone(), // the transport writes to it (HTTP/2 setup); the gateway's pools clone it too
 		ForceAttemptHTTP2:      true,
 		MaxIdleConns:           1024,
@@ -407,7 +424,7 @@ func (s *Server) transportFor(src netip.Addr) *http.Transport {
 		MaxResponseHeaderBytes: int64(st.limits.MaxHeaderBytes) * 4,
 		HTTP2:                  &http.HTTP2Config{MaxReceiveBufferPerStream: upstreamH2StreamWindow},
 	}
-	s.transports[src] = t
+	m[src] = t
 	return t
 }
 

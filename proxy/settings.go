@@ -157,6 +157,11 @@ func (s *Server) retirePools(fwd func(src netip.Addr) bool, gw func(transportKey
 				delete(s.transports, src)
 			}
 		}
+		for src := range s.unpooled { // nothing idle to close: made again with the new settings
+			if fwd(src) {
+				delete(s.unpooled, src)
+			}
+		}
 		s.mu.Unlock()
 	}
 	now := time.Now()

@@ -8,11 +8,14 @@ import (
 	"bufio"
 	"context"
 	gotls "crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -99,17 +102,20 @@ func fromAddr(src string) *net.Dialer {
 }
 
 // startPROXYGateway is the gateway fixture with proxy_protocol on both listeners (haproxy's
-// source address trusted) and two egress addresses.
-func startPROXYGateway(t *testing.T, f *fixture, fl *fleet, optional bool) *proc {
+// source address trusted) and two egress addresses; edit, if set, changes the config last.
+func startPROXYGateway(t *testing.T, f *fixture, fl *fleet, optional bool, extraCA []byte, edit func(string) string) *proc {
 	t.Helper()
 	f.dns.Set(fleetName, 60, fl.addrs(0, 3)...)
 	pp := fmt.Sprintf("proxy_protocol: {trusted: [%s/32], optional: %v}", balancerIP, optional)
-	// One CA file for the fleet (gateway) and the origin (forward door).
+	// One CA file for the fleet (gateway), the origin (forward door) and extraCA.
 	bundle := filepath.Join(t.TempDir(), "upstream-ca.pem")
 	a, _ := os.ReadFile(f.origin.caFile)
 	b, _ := os.ReadFile(fl.caFile)
-	writeTestFile(t, bundle, append(a, b...))
+	writeTestFile(t, bundle, append(append(a, b...), extraCA...))
 	return startGatewayEdit(t, f, fl, "5s", "limits: {read_header_timeout: 2s}\n", func(cfg string) string {
+		if edit != nil {
+			cfg = edit(cfg)
+		}
 		cfg = strings.Replace(cfg, "ca_file: "+strconv.Quote(fl.caFile), "ca_file: "+strconv.Quote(bundle), 1)
 		cfg = strings.Replace(cfg, ", tls: false}", ", tls: false, "+pp+"}", 1)
 		cfg = strings.Replace(cfg, ", tls: true}", ", tls: true, "+pp+"}", 1)
@@ -124,7 +130,7 @@ func startPROXYGateway(t *testing.T, f *fixture, fl *fleet, optional bool) *proc
 func TestPROXYProtocolFromHAProxy(t *testing.T) {
 	f := newFixture(t)
 	fl := startFleet(t, 3)
-	p := startPROXYGateway(t, f, fl, false)
+	p := startPROXYGateway(t, f, fl, false, nil, nil)
 	h := startHAProxyFront(t, p)
 	roots := rootsWith(t, p.caFile)
 
@@ -231,7 +237,7 @@ func TestPROXYProtocolFromHAProxy(t *testing.T) {
 func TestPROXYProtocolRefusals(t *testing.T) {
 	f := newFixture(t)
 	fl := startFleet(t, 3)
-	p := startPROXYGateway(t, f, fl, false)
+	p := startPROXYGateway(t, f, fl, false, nil, nil)
 	good := gatewayClient(t, p, true) // from 127.0.0.1: untrusted, no header, served
 
 	for _, tc := range []struct {
@@ -268,7 +274,7 @@ func TestPROXYProtocolRefusals(t *testing.T) {
 	}
 
 	t.Run("optional: trusted without a header is served", func(t *testing.T) {
-		po := startPROXYGateway(t, f, fl, true)
+		po := startPROXYGateway(t, f, fl, true, nil, nil)
 		abs := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 			Proxy:       http.ProxyURL(&url.URL{Scheme: "http", Host: po.plain, User: url.UserPassword(testUser, testKey)}),
 			DialContext: fromAddr(balancerIP).DialContext,
@@ -282,4 +288,164 @@ func TestPROXYProtocolRefusals(t *testing.T) {
 			t.Fatalf("%s", resp.Status)
 		}
 	})
+}
+
+// ppOriginIP is where nginx listens, requiring a PROXY header, as a gateway backend and as a
+// CONNECT and absolute-form origin.
+const ppOriginIP = "127.0.0.32"
+
+// ppNginx is Debian's nginx with `listen … ssl proxy_protocol` on two ports; every response's
+// body is "pp=$proxy_protocol_addr", the client address the header named.
+type ppNginx struct {
+	gwPort, originPort int
+	caPEM              []byte
+}
+
+func startPPNginx(t *testing.T) *ppNginx {
+	t.Helper()
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		t.Skip("nginx is not installed (bash .ci/run installs Debian's nginx-light)")
+	}
+	dir := t.TempDir()
+	ca := newTestCA(t, "PROXY-protocol backend CA")
+	cert, err := ca.Issue([]string{"pp.test"}, nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeTestFile(t, filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}))
+	writeTestFile(t, filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
+	n := &ppNginx{gwPort: freePort(t, ppOriginIP), originPort: freePort(t, ppOriginIP), caPEM: ca.CertPEM()}
+	server := func(port int) string {
+		return fmt.Sprintf(`  server {
+    listen %s:%d ssl proxy_protocol;
+    ssl_certificate %s/cert.pem;
+    ssl_certificate_key %s/key.pem;
+    location / { return 200 "pp=$proxy_protocol_addr\n"; }
+  }
+`, ppOriginIP, port, dir, dir)
+	}
+	conf := fmt.Sprintf(`daemon off;
+master_process off;
+pid %[1]s/nginx.pid;
+error_log stderr warn;
+events { worker_connections 256; }
+http {
+  access_log %[1]s/access.log;
+  client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastcgi_temp_path %[1]s; uwsgi_temp_path %[1]s; scgi_temp_path %[1]s;
+%[2]s%[3]s}
+`, dir, server(n.gwPort), server(n.originPort))
+	writeTestFile(t, filepath.Join(dir, "nginx.conf"), []byte(conf))
+	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	ng := startChild(t, "nginx", cmd, out, nil)
+	for _, port := range []int{n.gwPort, n.originPort} {
+		addr := net.JoinHostPort(ppOriginIP, strconv.Itoa(port))
+		waitFor(t, 10*time.Second, "nginx listening on "+addr, func() bool {
+			select {
+			case <-ng.exited:
+				t.Fatalf("nginx exited: %v\n%s", ng.exitErr, ng.log())
+			default:
+			}
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		})
+	}
+	return n
+}
+
+// TestPROXYProtocolToBackends: with routes[].proxy_protocol: v2 and forward.allow[].proxy_protocol:
+// v1, nginx (which requires the header) sees each client's own address, including the one
+// haproxy named in front: through the gateway, a CONNECT tunnel and an absolute-form request.
+// Requests of two clients in turn never share a connection whose header names the other.
+func TestPROXYProtocolToBackends(t *testing.T) {
+	f := newFixture(t)
+	fl := startFleet(t, 3)
+	ng := startPPNginx(t)
+	f.dns.Set("pp.test", 60, netip.MustParseAddr(ppOriginIP))
+	p := startPROXYGateway(t, f, fl, false, ng.caPEM, func(cfg string) string {
+		cfg = strings.Replace(cfg, "routes:\n", fmt.Sprintf("routes:\n  - {host: pp.gw.test, upstream: \"https://pp.test:%d\", proxy_protocol: v2}\n", ng.gwPort), 1)
+		cfg = strings.Replace(cfg, "  allow:\n", fmt.Sprintf("  allow:\n    - {host: pp.test, ports: [%d], proxy_protocol: v1}\n", ng.originPort), 1)
+		return strings.Replace(cfg, "allow_networks: [", "allow_networks: ["+ppOriginIP+"/32, ", 1)
+	})
+	h := startHAProxyFront(t, p)
+	roots := rootsWith(t, p.caFile)
+	body := func(c *http.Client, u string) string {
+		t.Helper()
+		resp, err := c.Get(u)
+		if err != nil {
+			t.Fatalf("GET %s: %v", u, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %s %s", u, resp.Status, b)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	gw := func(src, addr string) *http.Client {
+		tr := &http.Transport{Proxy: nil, ForceAttemptHTTP2: true, TLSClientConfig: &gotls.Config{RootCAs: roots},
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return fromAddr(src).DialContext(ctx, "tcp", addr)
+			}}
+		t.Cleanup(tr.CloseIdleConnections)
+		return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	}
+	originRoots := x509.NewCertPool()
+	originRoots.AppendCertsFromPEM(ng.caPEM)
+	fwd := func(src string, keepAlive bool) *http.Client {
+		tr := &http.Transport{
+			Proxy:             http.ProxyURL(&url.URL{Scheme: "http", Host: h.plainFront, User: url.UserPassword(testUser, testKey)}),
+			DialContext:       fromAddr(src).DialContext,
+			TLSClientConfig:   &gotls.Config{RootCAs: originRoots},
+			DisableKeepAlives: !keepAlive,
+		}
+		t.Cleanup(tr.CloseIdleConnections)
+		return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	}
+	for round := range 2 { // clients in turn: a pooled connection would carry the other's header
+		for _, src := range []string{clientA, clientB} {
+			want := "pp=" + src
+			if got := body(gw(src, h.tlsFront), "https://pp.gw.test/"); got != want {
+				t.Errorf("round %d, gateway through haproxy from %s: nginx saw %q", round, src, got)
+			}
+			if got := body(gw(src, p.tlsAddr), "https://pp.gw.test/"); got != want {
+				t.Errorf("round %d, gateway directly from %s: nginx saw %q", round, src, got)
+			}
+			// https:// through an http:// proxy: a CONNECT tunnel.
+			if got := body(fwd(src, true), fmt.Sprintf("https://pp.test:%d/", ng.originPort)); got != want {
+				t.Errorf("round %d, CONNECT from %s: nginx saw %q", round, src, got)
+			}
+		}
+	}
+	// Absolute-form (http:// target with upgrade_tls would need a rule of its own; an https://
+	// URL in absolute-form is what a plain-HTTP client sends when told to): by hand.
+	for _, src := range []string{clientA, clientB, clientA} {
+		c, err := fromAddr(src).Dial("tcp", h.plainFront)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		fmt.Fprintf(c, "GET https://pp.test:%d/ HTTP/1.1\r\nHost: pp.test:%d\r\n%s\r\nConnection: close\r\n\r\n", ng.originPort, ng.originPort, authHeader())
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		c.Close()
+		if got := strings.TrimSpace(string(b)); resp.StatusCode != 200 || got != "pp="+src {
+			t.Errorf("absolute-form from %s: %s %q", src, resp.Status, got)
+		}
+	}
 }

@@ -18,6 +18,10 @@ type AllowRule struct {
 	Ports []int `yaml:"ports"`
 	// UpgradeTLS makes the proxy fetch http:// requests to this host over https://.
 	UpgradeTLS bool `yaml:"upgrade_tls"`
+	// ProxyProtocol ("v1" or "v2"; empty: off) sends a PROXY protocol header naming the client
+	// before anything else on connections to origins this rule matches, for origins that
+	// allow-list or log by customer. An origin that does not expect the header breaks.
+	ProxyProtocol string `yaml:"proxy_protocol"`
 }
 
 // Validate reports the first problem with the rule. Messages are relative to
@@ -116,6 +120,11 @@ func compileRule(r AllowRule) (rule, error) {
 			return rule{}, fmt.Errorf("ports[%d]: %d is not a port (1-65535)", i, n)
 		}
 		ports[i] = uint16(n)
+	}
+	switch r.ProxyProtocol {
+	case "", "v1", "v2":
+	default:
+		return rule{}, fmt.Errorf("proxy_protocol: %q must be v1 or v2 (or left out)", r.ProxyProtocol)
 	}
 	r.Ports = slices.Clone(r.Ports)
 	return rule{rule: r, host: h, ports: ports}, nil
