@@ -39,6 +39,7 @@ BULK_BYTES=${BULK_BYTES:-1073741824} # bulk: body size of the one GET /bulk?byte
 BULK_H2=${BULK_H2:-0}            # bulk: 0 = HTTP/1.1 client, 1 = HTTP/2 client
 TARGETS=${TARGETS:-"direct nginx haproxy caddy fixedgate"}
 CADDY_PKG=${CADDY_PKG:-github.com/caddyserver/caddy/v2/cmd/caddy@v2.11.9}
+FG_PROXY_IN=${FG_PROXY_IN:-}     # v1 | v2: fixedgate's listener takes PROXY headers (proxy_protocol, loopback trusted) and the load generator sends one per connection, as a balancer would; compare with a run without (PROXY-in's cost per new connection)
 FIXEDGATE=${FIXEDGATE:-auto}     # auto: include if it builds and validate accepts the config; 0: skip; 1: required
 CURVES=${CURVES:-x25519}         # client groups: x25519 | default | mlkem | p256
 ACCESS_LOG=${ACCESS_LOG:-1}      # 1: every proxy writes one access-log line per request (fixedgate always does); 0: peers' logs off
@@ -162,7 +163,7 @@ target_args() {
     nginx) echo "-addr $NGINX_IP:$GW_PORT -sni $GW_NAME -ca $WORK/nginx/tls/ca.crt" ;;
     haproxy) echo "-addr $HAPROXY_IP:$GW_PORT -sni $GW_NAME -ca $WORK/haproxy/tls/ca.crt" ;;
     caddy) echo "-addr $CADDY_IP:$GW_PORT -sni $GW_NAME -ca $WORK/caddy/tls/ca.crt" ;;
-    fixedgate) echo "-addr $FG_IP:$GW_PORT -sni $GW_NAME -ca $WORK/fixedgate/ca/ca.crt" ;;
+    fixedgate) echo "-addr $FG_IP:$GW_PORT -sni $GW_NAME -ca $WORK/fixedgate/ca/ca.crt$([[ -n $FG_PROXY_IN ]] && echo " -proxy-header $FG_PROXY_IN")" ;;
     *) die "unknown target $1" ;;
   esac
 }

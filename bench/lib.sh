@@ -289,7 +289,7 @@ EOF
 write_fixedgate_yaml() { # FILE CA
   cat >"$1" <<EOF
 listen:
-  - {address: "$FG_IP:$GW_PORT", tls: true}
+  - {address: "$FG_IP:$GW_PORT", tls: true$([[ -n ${FG_PROXY_IN:-} ]] && echo ", proxy_protocol: {trusted: [127.0.0.0/8]}")}
 tls:
   self_signed: {dir: $WORK/fixedgate/ca}
   default_name: $GW_NAME

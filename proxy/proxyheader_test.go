@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -156,4 +157,53 @@ func TestProxyOutHeader(t *testing.T) {
 	if (proxyOut{}).header() != nil {
 		t.Error("version 0 sends a header")
 	}
+}
+
+// fakeConn is a net.Conn over bytes, for measuring the header read alone (no sockets).
+type fakeConn struct {
+	net.Conn
+	r           *bytes.Reader
+	local, peer net.Addr
+}
+
+func (c *fakeConn) Read(p []byte) (int, error)      { return c.r.Read(p) }
+func (c *fakeConn) RemoteAddr() net.Addr            { return c.peer }
+func (c *fakeConn) LocalAddr() net.Addr             { return c.local }
+func (c *fakeConn) SetReadDeadline(time.Time) error { return nil }
+
+// BenchmarkReadProxyHeader is PROXY-in's CPU cost per new connection: reading and checking the
+// header (or its absence) and wrapping the connection, before the TLS handshake.
+func BenchmarkReadProxyHeader(b *testing.B) {
+	client := &net.TCPAddr{IP: net.ParseIP("203.0.113.7"), Port: 51000}
+	front := &net.TCPAddr{IP: net.ParseIP("198.51.100.10"), Port: 443}
+	hello := bytes.Repeat([]byte{0x16}, 517) // about a TLS ClientHello
+	pp := &ProxyProtocolIn{Trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+	for _, tc := range []struct {
+		name string
+		peer string
+		hdr  []byte
+	}{
+		{"v1", "10.0.0.1:40000", must(proxyproto.HeaderProxyFromAddrs(1, client, front).Format())},
+		{"v2", "10.0.0.1:40000", must(proxyproto.HeaderProxyFromAddrs(2, client, front).Format())},
+		{"untrusted client, no header", "192.0.2.1:40000", nil},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			in := append(slices.Clone(tc.hdr), hello...)
+			peer := net.TCPAddrFromAddrPort(netip.MustParseAddrPort(tc.peer))
+			b.ReportAllocs()
+			for range b.N {
+				c := &fakeConn{r: bytes.NewReader(in), local: front, peer: peer}
+				if _, err := readProxyHeader(c, pp, time.Second); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

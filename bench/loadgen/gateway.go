@@ -40,6 +40,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pires/go-proxyproto"
 	"golang.org/x/net/http2"
 )
 
@@ -62,6 +63,7 @@ type gwOpts struct {
 	h2         bool  // gw-probe: also try HTTP/2; gw-bulk: use HTTP/2
 	bytes      int64 // gw-bulk
 	label      string
+	proxyHdr   string // "", "v1" or "v2": each connection starts with a PROXY header, as a balancer's would
 }
 
 func parseGwFlags(mode string, args []string) (*gwOpts, error) {
@@ -89,6 +91,7 @@ func parseGwFlags(mode string, args []string) (*gwOpts, error) {
 	fs.Int64Var(&o.bytes, "bytes", 1<<30, "gw-bulk: bytes to fetch with GET /bulk?bytes=N")
 	fs.StringVar(&o.label, "label", "", "label echoed in the RESULT line")
 	fs.IntVar(&o.postBytes, "post-bytes", 0, "gw-ka, gw-new: send POST with a JSON body of this many bytes (Content-Length) instead of GET")
+	fs.StringVar(&o.proxyHdr, "proxy-header", "", "v1 or v2: start every connection with a PROXY protocol header naming the client's own address, as a balancer in front would")
 	fs.Parse(args)
 	if o.addr == "" || o.ca == "" {
 		return nil, errors.New("-addr and -ca are required")
@@ -108,6 +111,9 @@ func parseGwFlags(mode string, args []string) (*gwOpts, error) {
 	}
 	if o.bytes < 1 || o.bytes > maxBulk {
 		return nil, fmt.Errorf("-bytes must be 1..%d (the origin's limit)", int64(maxBulk))
+	}
+	if o.proxyHdr != "" && o.proxyHdr != "v1" && o.proxyHdr != "v2" {
+		return nil, errors.New("-proxy-header must be v1 or v2")
 	}
 	if !strings.HasPrefix(o.path, "/") {
 		return nil, errors.New("-path must start with /")
@@ -182,6 +188,16 @@ func (c *gwClient) dial(cfg *tls.Config, wantALPN string, deadline time.Time) (n
 		return nil, nil, fmt.Errorf("dial: %w", err)
 	}
 	raw.SetDeadline(deadline)
+	if c.o.proxyHdr != "" {
+		v := byte(1)
+		if c.o.proxyHdr == "v2" {
+			v = 2
+		}
+		if _, err := proxyproto.HeaderProxyFromAddrs(v, raw.LocalAddr(), raw.RemoteAddr()).WriteTo(raw); err != nil {
+			raw.Close()
+			return nil, nil, fmt.Errorf("PROXY header: %w", err)
+		}
+	}
 	tc := tls.Client(raw, cfg)
 	if err := tc.Handshake(); err != nil {
 		raw.Close()
