@@ -1,7 +1,23 @@
 // Package proxy holds fixedgate's listeners and doors: the forward door (CONNECT tunnels and
-// absolute-form HTTP requests, the HTTPS_PROXY/HTTP_PROXY use) with its authentication, policy
-// and egress. Sub-packages own the parts with one job each: policy (which destinations),
-// egress (from which source IP), resolver (which addresses a name has).
+// absolute-form HTTP requests, the HTTPS_PROXY/HTTP_PROXY use) and the gateway door (routes to
+// backend fleets), with their authentication, policy, limits and egress. Sub-packages own the
+// parts with one job each: policy (which destinations), egress (from which source IP),
+// resolver (which addresses a name has), health (which backends to avoid), limit (what one
+// customer may hold), h1server and h1wire (HTTP/1.1), probe and status (the status page).
+//
+// A request's path, file by file:
+//
+//   - listener.go: accept, bounded per listener;
+//   - accept.go: the PROXY header from a trusted balancer (proxyheader.go), the TLS handshake,
+//     ALPN; alpn.go sniffs what an h2 client really speaks, h2guard.go checks HTTP/2 frames;
+//   - forward.go: Server.ServeHTTP picks the door; CONNECT and absolute-form requests are
+//     authenticated (auth.go), limited, checked against the policy, resolved and dialled from
+//     an egress address; tunnel.go and relay_*.go carry a tunnel's bytes;
+//   - gateway.go: a route for the Host and path; gateway_request.go sends the request to a
+//     backend of its fleet, with retries; gateway_pool.go keeps the connections to backends;
+//     gateway_check.go probes them;
+//   - record.go and metrics.go: the summary line and the metrics of each request;
+//   - settings.go: what a reload swaps in; server.go ties it together and shuts it down.
 package proxy
 
 import (
