@@ -11,7 +11,7 @@ var updateGolden = flag.Bool("update", false, "rewrite testdata/golden from the 
 
 // TestGolden: the stored form (Marshal) and the served form (Render, all and filtered) of a
 // contract are byte for byte what they were when the golden files were written (by the
-// hand-written encoder that came before encoding/json): ETags, signatures and the files on
+// hand-written encoder that came before go-json-experiment/json): ETags, signatures and the files on
 // disk depend on the bytes, not only on the meaning. The document has strings that need
 // escaping (quotes, control characters, U+2028, invalid UTF-8, HTML characters) and times in
 // another zone.

@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf16"
-	"unicode/utf8"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Parse decodes a stored contract strictly: one JSON object and nothing after it, schema_version
@@ -22,12 +23,12 @@ import (
 //
 // Errors say where: a JSON syntax problem by line and column (a truncated file says so), a
 // problem with a value by its path and entry, e.g. `prefixes[3] (203.0.113.11/32): enabled: …`.
-// A syntax error is reported alone; otherwise every problem is (up to 20).
+// A syntax error is reported alone; otherwise every problem with a value is (up to 20).
 //
-// Parse checks the format only; the contract's rules are checked by Validate (Load does both).
-// It is a single pass written for this schema: encoding/json needs about 60 ms for a contract of
-// 10,000 prefixes, this about a quarter of that (BenchmarkLoad10k), and `show` and a reload
-// must stay well under 100 ms.
+// The JSON is read by go-json-experiment/json (duplicate names, invalid UTF-8 and trailing data
+// are its errors); every field is taken as a raw value first, so that presence, type and meaning
+// are checked here, field by field, with those messages. Parse checks the format only; the
+// contract's rules are checked by Validate (Load does both).
 func Parse(data []byte) (*Document, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		if len(data) == 0 {
@@ -35,791 +36,393 @@ func Parse(data []byte) (*Document, error) {
 		}
 		return nil, fmt.Errorf("the file holds only white space (%d bytes): that is not a contract", len(data))
 	}
-	dec := &decoder{data: data}
-	d, err := dec.document()
-	if err != nil {
-		return nil, err
+	var w wireDoc
+	// Room for every entry at once, from the number of objects (a fast count that errs high),
+	// so that the entries are not copied as the slices grow.
+	objects := bytes.Count(data, []byte{'{'})
+	w.Prefixes.items = make([]wirePrefix, 0, objects)
+	w.Changelog.items = make([]wireChange, 0, objects)
+	if err := json.Unmarshal(data, &w); err != nil {
+		return nil, readErr(data, err)
 	}
-	if err := joinCapped(dec.errs); err != nil {
-		return nil, err
-	}
-	return d, nil
-}
-
-// maxDepth bounds the nesting of ignored values (a per-prefix status), so a hostile file cannot
-// exhaust the stack.
-const maxDepth = 256
-
-// decoder is a one-pass JSON reader for the contract's schema. Syntax errors stop it and are
-// returned; problems with values are collected in errs and decoding goes on, so one run
-// reports them all.
-type decoder struct {
-	data      []byte
-	pos       int
-	depth     int
-	errs      []error
-	entryCIDR string // the cidr of the prefix or changelog entry being read, to name it in errors
-	interned  map[string]string
-}
-
-// internedValue reads a string that repeats across entries (class, direction, service,
-// facility, action) and returns one shared copy, saving an allocation per entry.
-func (d *decoder) internedValue(name string) (string, bool, error) {
-	if d.eof() || d.data[d.pos] != '"' {
-		return d.stringValue(name, false)
-	}
-	start := d.pos + 1
-	end := bytes.IndexByte(d.data[start:], '"')
-	if end < 0 || end > 64 || bytes.IndexByte(d.data[start:start+end], '\\') >= 0 {
-		return d.stringValue(name, false)
-	}
-	raw := d.data[start : start+end]
-	if s, ok := d.interned[string(raw)]; ok {
-		d.pos = start + end + 1
-		return s, true, nil
-	}
-	s, ok, err := d.stringValue(name, false)
-	if ok {
-		if d.interned == nil {
-			d.interned = make(map[string]string)
-		}
-		if len(d.interned) < 1024 {
-			d.interned[s] = s
-		}
-	}
-	return s, ok, err
-}
-
-type syntaxError struct{ msg string }
-
-func (e *syntaxError) Error() string { return e.msg }
-
-func (d *decoder) problem(format string, args ...any) {
-	d.errs = append(d.errs, fmt.Errorf(format, args...))
-}
-
-func (d *decoder) eof() bool { return d.pos >= len(d.data) }
-
-// syntax returns the syntax error at the current position; at the end of the data, the file is
-// truncated.
-func (d *decoder) syntax(format string, args ...any) error {
-	if d.eof() {
-		line, _ := lineCol(d.data, len(d.data))
-		return &syntaxError{fmt.Sprintf("truncated JSON: the document ends at byte %d (line %d) before it is complete", len(d.data), line)}
-	}
-	line, col := lineCol(d.data, d.pos)
-	return &syntaxError{fmt.Sprintf("invalid JSON at line %d, column %d: %s", line, col, fmt.Sprintf(format, args...))}
-}
-
-// found describes the byte at the current position for syntax errors.
-func (d *decoder) found() string {
-	if d.eof() {
-		return "the end of the file"
-	}
-	r, _ := utf8.DecodeRune(d.data[d.pos:])
-	return strconv.QuoteRune(r)
-}
-
-func (d *decoder) ws() {
-	for d.pos < len(d.data) {
-		switch d.data[d.pos] {
-		case ' ', '\t', '\n', '\r':
-			d.pos++
-		default:
-			return
-		}
-	}
-}
-
-// kind names the JSON type of the value at the current position, for type errors.
-func (d *decoder) kind() string {
-	if d.eof() {
-		return "nothing"
-	}
-	switch c := d.data[d.pos]; {
-	case c == '{':
-		return "a JSON object"
-	case c == '[':
-		return "a JSON array"
-	case c == '"':
-		return "a JSON string"
-	case c == 't' || c == 'f':
-		return "a JSON boolean"
-	case c == 'n':
-		return "JSON null"
-	case c == '-' || (c >= '0' && c <= '9'):
-		return "a JSON number"
-	}
-	return "an invalid value"
-}
-
-// lineCol returns the 1-based line and column of byte offset off in data.
-func lineCol(data []byte, off int) (line, col int) {
-	off = max(0, min(off, len(data)))
-	line = 1 + bytes.Count(data[:off], []byte{'\n'})
-	col = off - bytes.LastIndexByte(data[:off], '\n')
-	return line, col
-}
-
-// object reads an object at the current position (a '{'), calling field with the position at
-// each value; field must consume the value.
-func (d *decoder) object(field func(key string) error) error {
-	d.depth++
-	defer func() { d.depth-- }()
-	if d.depth > maxDepth {
-		return d.syntax("nested more than %d deep", maxDepth)
-	}
-	d.pos++ // '{'
-	d.ws()
-	if !d.eof() && d.data[d.pos] == '}' {
-		d.pos++
-		return nil
-	}
-	for {
-		d.ws()
-		if d.eof() || d.data[d.pos] != '"' {
-			return d.syntax("expected a field name in quotes, found %s", d.found())
-		}
-		key, err := d.str()
-		if err != nil {
-			return err
-		}
-		d.ws()
-		if d.eof() || d.data[d.pos] != ':' {
-			return d.syntax("expected ':' after the field name %q, found %s", key, d.found())
-		}
-		d.pos++
-		d.ws()
-		if err := field(key); err != nil {
-			return err
-		}
-		d.ws()
-		if d.eof() {
-			return d.syntax("")
-		}
-		switch d.data[d.pos] {
-		case ',':
-			d.pos++
-		case '}':
-			d.pos++
-			return nil
-		default:
-			return d.syntax("expected ',' or '}' after the value of %q, found %s", key, d.found())
-		}
-	}
-}
-
-// array reads an array at the current position (a '['), calling elem with the position at each
-// element; elem must consume it.
-func (d *decoder) array(elem func(i int) error) error {
-	d.depth++
-	defer func() { d.depth-- }()
-	if d.depth > maxDepth {
-		return d.syntax("nested more than %d deep", maxDepth)
-	}
-	d.pos++ // '['
-	d.ws()
-	if !d.eof() && d.data[d.pos] == ']' {
-		d.pos++
-		return nil
-	}
-	for i := 0; ; i++ {
-		d.ws()
-		if err := elem(i); err != nil {
-			return err
-		}
-		d.ws()
-		if d.eof() {
-			return d.syntax("")
-		}
-		switch d.data[d.pos] {
-		case ',':
-			d.pos++
-		case ']':
-			d.pos++
-			return nil
-		default:
-			return d.syntax("expected ',' or ']' after an array element, found %s", d.found())
-		}
-	}
-}
-
-// str reads a string at the current position (a '"').
-func (d *decoder) str() (string, error) {
-	d.pos++ // '"'
-	start := d.pos
-	ascii := true
-	for d.pos < len(d.data) {
-		c := d.data[d.pos]
-		switch {
-		case c == '"':
-			s := d.data[start:d.pos]
-			if !ascii && !utf8.Valid(s) {
-				d.pos = start + invalidUTF8(s)
-				return "", d.syntax("invalid UTF-8 in a string")
-			}
-			d.pos++
-			return string(s), nil
-		case c == '\\':
-			return d.strEscaped(start)
-		case c < 0x20:
-			return "", d.syntax("control character %#02x in a string (write it as an escape)", c)
-		case c >= utf8.RuneSelf:
-			ascii = false
-		}
-		d.pos++
-	}
-	return "", d.syntax("")
-}
-
-func invalidUTF8(s []byte) int {
-	for i := 0; i < len(s); {
-		r, n := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && n == 1 {
-			return i
-		}
-		i += n
-	}
-	return 0
-}
-
-// strEscaped finishes a string that has escapes, from its first backslash. Escapes decode as in
-// encoding/json: a lone or mismatched UTF-16 surrogate becomes U+FFFD.
-func (d *decoder) strEscaped(start int) (string, error) {
-	buf := append([]byte(nil), d.data[start:d.pos]...)
-	for d.pos < len(d.data) {
-		c := d.data[d.pos]
-		switch {
-		case c == '"':
-			d.pos++
-			if !utf8.Valid(buf) {
-				d.pos = start
-				return "", d.syntax("invalid UTF-8 in a string")
-			}
-			return string(buf), nil
-		case c < 0x20:
-			return "", d.syntax("control character %#02x in a string (write it as an escape)", c)
-		case c != '\\':
-			buf = append(buf, c)
-			d.pos++
-			continue
-		}
-		d.pos++ // '\\'
-		if d.eof() {
-			return "", d.syntax("")
-		}
-		e := d.data[d.pos]
-		switch e {
-		case '"', '\\', '/':
-			buf = append(buf, e)
-		case 'b':
-			buf = append(buf, '\b')
-		case 'f':
-			buf = append(buf, '\f')
-		case 'n':
-			buf = append(buf, '\n')
-		case 'r':
-			buf = append(buf, '\r')
-		case 't':
-			buf = append(buf, '\t')
-		case 'u':
-			r, err := d.hex4(d.pos + 1)
-			if err != nil {
-				return "", err
-			}
-			d.pos += 4
-			if utf16.IsSurrogate(r) {
-				r2 := rune(-1)
-				if d.pos+6 < len(d.data) && d.data[d.pos+1] == '\\' && d.data[d.pos+2] == 'u' {
-					if v, ok := hexRune(d.data[d.pos+3 : d.pos+7]); ok {
-						r2 = v
-					}
-				}
-				if dr := utf16.DecodeRune(r, r2); dr != unicode.ReplacementChar {
-					r = dr
-					d.pos += 6
-				} else {
-					r = unicode.ReplacementChar
-				}
-			}
-			buf = utf8.AppendRune(buf, r)
-		default:
-			return "", d.syntax("invalid escape %s in a string", strconv.Quote(`\`+string(rune(e))))
-		}
-		d.pos++
-	}
-	return "", d.syntax("")
-}
-
-// hex4 reads the four hex digits of a \u escape starting at i.
-func (d *decoder) hex4(i int) (rune, error) {
-	for j := i; j < i+4; j++ {
-		if j >= len(d.data) {
-			d.pos = len(d.data)
-			return 0, d.syntax("")
-		}
-		if _, ok := hexRune(d.data[j : j+1]); !ok {
-			d.pos = j
-			return 0, d.syntax("invalid \\u escape: %s is not a hex digit", d.found())
-		}
-	}
-	r, _ := hexRune(d.data[i : i+4])
-	return r, nil
-}
-
-func hexRune(b []byte) (rune, bool) {
-	var r rune
-	for _, c := range b {
-		switch {
-		case c >= '0' && c <= '9':
-			c -= '0'
-		case c >= 'a' && c <= 'f':
-			c = c - 'a' + 10
-		case c >= 'A' && c <= 'F':
-			c = c - 'A' + 10
-		default:
-			return 0, false
-		}
-		r = r*16 + rune(c)
-	}
-	return r, true
-}
-
-// number reads a number at the current position and returns its text.
-func (d *decoder) number() (string, error) {
-	start := d.pos
-	digits := func() error {
-		if d.eof() {
-			return d.syntax("")
-		}
-		if c := d.data[d.pos]; c < '0' || c > '9' {
-			return d.syntax("invalid number: expected a digit, found %s", d.found())
-		}
-		for d.pos < len(d.data) && d.data[d.pos] >= '0' && d.data[d.pos] <= '9' {
-			d.pos++
-		}
-		return nil
-	}
-	if d.data[d.pos] == '-' {
-		d.pos++
-	}
-	if !d.eof() && d.data[d.pos] == '0' {
-		d.pos++
-	} else if err := digits(); err != nil {
-		return "", err
-	}
-	if !d.eof() && d.data[d.pos] == '.' {
-		d.pos++
-		if err := digits(); err != nil {
-			return "", err
-		}
-	}
-	if !d.eof() && (d.data[d.pos] == 'e' || d.data[d.pos] == 'E') {
-		d.pos++
-		if !d.eof() && (d.data[d.pos] == '+' || d.data[d.pos] == '-') {
-			d.pos++
-		}
-		if err := digits(); err != nil {
-			return "", err
-		}
-	}
-	return string(d.data[start:d.pos]), nil
-}
-
-func (d *decoder) literal(word string) error {
-	for i := 0; i < len(word); i++ {
-		if d.eof() {
-			return d.syntax("")
-		}
-		if d.data[d.pos] != word[i] {
-			return d.syntax("invalid literal: expected %q, found %s", word, d.found())
-		}
-		d.pos++
-	}
-	return nil
-}
-
-// skip reads and discards any value.
-func (d *decoder) skip() error {
-	if d.eof() {
-		return d.syntax("")
-	}
-	switch c := d.data[d.pos]; {
-	case c == '"':
-		_, err := d.str()
-		return err
-	case c == '{':
-		return d.object(func(string) error { return d.skip() })
-	case c == '[':
-		return d.array(func(int) error { return d.skip() })
-	case c == 't':
-		return d.literal("true")
-	case c == 'f':
-		return d.literal("false")
-	case c == 'n':
-		return d.literal("null")
-	case c == '-' || (c >= '0' && c <= '9'):
-		_, err := d.number()
-		return err
-	}
-	return d.syntax("expected a value, found %s", d.found())
-}
-
-// isNull consumes a null at the current position and reports whether there was one.
-func (d *decoder) isNull() (bool, error) {
-	if !d.eof() && d.data[d.pos] == 'n' {
-		return true, d.literal("null")
-	}
-	return false, nil
-}
-
-// stringValue reads a string for field name; another type is a problem (and skipped), and so is
-// null unless nullOK. ok reports whether s holds the string.
-func (d *decoder) stringValue(name string, nullOK bool) (s string, ok bool, err error) {
-	if !d.eof() && d.data[d.pos] == '"' {
-		s, err = d.str()
-		return s, err == nil, err
-	}
-	if null, err := d.isNull(); null || err != nil {
-		if null && !nullOK {
-			d.problem("%s: null; a string is required", name)
-		}
-		return "", false, err
-	}
-	d.problem("%s: expected a string, got %s", name, d.kind())
-	return "", false, d.skip()
-}
-
-// intValue reads an integer for field name; anything else is a problem (and skipped).
-func (d *decoder) intValue(name string) (n int, ok bool, err error) {
-	if d.eof() {
-		return 0, false, d.syntax("")
-	}
-	if c := d.data[d.pos]; c != '-' && (c < '0' || c > '9') {
-		d.problem("%s: expected an integer, got %s", name, d.kind())
-		return 0, false, d.skip()
-	}
-	text, err := d.number()
-	if err != nil {
-		return 0, false, err
-	}
-	v, perr := strconv.Atoi(text)
-	if perr != nil {
-		d.problem("%s: %s is not an integer", name, text)
-		return 0, false, nil
-	}
-	return v, true, nil
-}
-
-// timeValue reads an RFC 3339 time for field name; ok is false for null and for problems
-// (recorded).
-func (d *decoder) timeValue(name string, nullOK bool) (t time.Time, ok bool, err error) {
-	// The form fixedgate writes, "2026-01-02T00:00:00Z", is read straight from the bytes.
-	if e := d.pos + 21; e < len(d.data) && d.data[d.pos] == '"' && d.data[e] == '"' {
-		if t, ok := fastTime(d.data[d.pos+1 : e]); ok {
-			d.pos = e + 1
-			return t, true, nil
-		}
-	}
-	s, ok, err := d.stringValue(name, nullOK)
-	if !ok || err != nil {
-		return time.Time{}, false, err
-	}
-	v, perr := parseTime(s)
-	if perr != nil {
-		d.problem("%s: %v", name, perr)
-		return time.Time{}, false, nil
-	}
-	return v, true, nil
-}
-
-// fastTime parses exactly "YYYY-MM-DDTHH:MM:SSZ"; anything else (or an invalid date, which
-// time.Parse then words) reports false.
-func fastTime(b []byte) (time.Time, bool) {
-	if len(b) != 20 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' || b[19] != 'Z' {
-		return time.Time{}, false
-	}
-	num := func(i, n int) int {
-		v := 0
-		for _, c := range b[i : i+n] {
-			if c < '0' || c > '9' {
-				return -1
-			}
-			v = v*10 + int(c-'0')
-		}
-		return v
-	}
-	year, mon, day, h, m, s := num(0, 4), num(5, 2), num(8, 2), num(11, 2), num(14, 2), num(17, 2)
-	if year < 0 || mon < 1 || mon > 12 || day < 1 || h < 0 || h > 23 || m < 0 || m > 59 || s < 0 || s > 59 {
-		return time.Time{}, false
-	}
-	dim := [...]int{31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}[mon-1]
-	if mon == 2 && year%4 == 0 && (year%100 != 0 || year%400 == 0) {
-		dim = 29
-	}
-	if day > dim {
-		return time.Time{}, false
-	}
-	return time.Date(year, time.Month(mon), day, h, m, s, 0, time.UTC), true
-}
-
-// fieldSet tracks which fields of one object were seen, for duplicates and missing fields.
-type fieldSet struct {
-	names []string
-	seen  uint32
-}
-
-func (f *fieldSet) index(key string) int {
-	for i, n := range f.names {
-		if n == key {
-			return i
-		}
-	}
-	return -1
-}
-
-// see marks key as seen and reports a duplicate as a problem.
-func (d *decoder) see(f *fieldSet, i int) {
-	if f.seen&(1<<i) != 0 {
-		d.problem("field %q appears twice", f.names[i])
-	}
-	f.seen |= 1 << i
-}
-
-func (d *decoder) missing(f *fieldSet, required ...string) {
-	for _, name := range required {
-		if f.seen&(1<<f.index(name)) == 0 {
-			d.problem("%s: missing", name)
-		}
-	}
-}
-
-var (
-	topFields    = []string{"schema_version", "sync_token", "created_at", "notice_days", "prefixes", "changelog"}
-	prefixFields = []string{"cidr", "class", "direction", "service", "facility", "status", "published", "enabled", "retired"}
-	changeFields = []string{"sync_token", "at", "action", "cidr", "direction", "note"}
-)
-
-func (d *decoder) document() (*Document, error) {
-	d.ws()
-	if c := d.data[d.pos]; c != '{' {
-		if strings.IndexByte(`["tfn-0123456789`, c) < 0 {
-			return nil, d.syntax("expected a JSON object, found %s", d.found())
-		}
-		kind := d.kind()
-		if err := d.skip(); err != nil {
-			return nil, err // broken JSON is reported as such first
-		}
-		if err := d.trailing(); err != nil {
-			return nil, err
-		}
-		return nil, fmt.Errorf("the document must be a JSON object, not %s", kind)
-	}
-	doc := &Document{}
-	fs := fieldSet{names: topFields}
-	schema := -1
-	var prefixes, changelog bool
-	err := d.object(func(key string) error {
-		i := fs.index(key)
-		if i < 0 {
-			d.problem("unknown field %q at the top level (schema_version %d has: %s)", key, SchemaVersion, strings.Join(topFields, ", "))
-			return d.skip()
-		}
-		d.see(&fs, i)
-		var err error
-		switch key {
-		case "schema_version":
-			var ok bool
-			if schema, ok, err = d.intValue(key); ok {
-				doc.SchemaVersion = schema
-			}
-		case "sync_token":
-			doc.SyncToken, _, err = d.stringValue(key, false)
-		case "created_at":
-			doc.CreatedAt, _, err = d.timeValue(key, false)
-		case "notice_days":
-			doc.NoticeDays, _, err = d.intValue(key)
-		case "prefixes":
-			prefixes = true
-			// Capacity hints (a fast count; a note mentioning the word only over-allocates).
-			doc.Prefixes = make([]Prefix, 0, bytes.Count(d.data, []byte(`"enabled"`)))
-			err = d.entries(key, func() error {
-				doc.Prefixes = append(doc.Prefixes, Prefix{})
-				return d.prefix(&doc.Prefixes[len(doc.Prefixes)-1])
-			})
-			if doc.Prefixes == nil {
-				doc.Prefixes = []Prefix{}
-			}
-		case "changelog":
-			changelog = true
-			doc.Changelog = make([]Change, 0, bytes.Count(d.data, []byte(`"action"`)))
-			err = d.entries(key, func() error {
-				doc.Changelog = append(doc.Changelog, Change{})
-				return d.change(&doc.Changelog[len(doc.Changelog)-1])
-			})
-			if doc.Changelog == nil {
-				doc.Changelog = []Change{}
-			}
-		}
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := d.trailing(); err != nil {
-		return nil, err
-	}
-	// A document of another schema version is reported as that alone: its other differences
-	// follow from it.
-	switch {
-	case fs.seen&1 == 0:
+	switch n, ok, err := intOf(w.SchemaVersion); {
+	case !w.SchemaVersion.set:
 		return nil, fmt.Errorf("schema_version: missing (this build reads %d)", SchemaVersion)
-	case schema != -1 && schema != SchemaVersion:
-		return nil, fmt.Errorf("schema_version: %d is not supported by this build (it reads %d)", schema, SchemaVersion)
+	case err != nil:
+		return nil, fmt.Errorf("schema_version: %w", err)
+	case ok && n != SchemaVersion:
+		// Another schema version is reported alone: its other differences follow from it.
+		return nil, fmt.Errorf("schema_version: %d is not supported by this build (it reads %d)", n, SchemaVersion)
 	}
-	d.missing(&fs, "sync_token", "created_at", "notice_days")
-	if !prefixes {
-		d.problem("prefixes: missing (an array, possibly empty, is required)")
+	p := &problems{}
+	doc := &Document{SchemaVersion: SchemaVersion}
+	for _, name := range unknownNames(w.Unknown) {
+		p.add("", fmt.Errorf("unknown field %q at the top level (schema_version %d has: %s)", name, SchemaVersion, strings.Join(topFields, ", ")))
 	}
-	if !changelog {
-		d.problem("changelog: missing (an array, possibly empty, is required)")
+	doc.SyncToken = p.str(nil, "sync_token", w.SyncToken)
+	doc.CreatedAt = p.time(nil, "created_at", w.CreatedAt)
+	if n, ok, err := intOf(w.NoticeDays); err != nil {
+		p.add("notice_days", err)
+	} else if !ok {
+		p.add("notice_days", errors.New("missing"))
+	} else {
+		doc.NoticeDays = n
+	}
+	if p.array("prefixes", w.Prefixes.field) {
+		doc.Prefixes = make([]Prefix, len(w.Prefixes.items))
+		for i := range w.Prefixes.items {
+			p.prefix(i, &w.Prefixes.items[i], &doc.Prefixes[i])
+		}
+	}
+	if p.array("changelog", w.Changelog.field) {
+		doc.Changelog = make([]Change, len(w.Changelog.items))
+		for i := range w.Changelog.items {
+			p.change(i, &w.Changelog.items[i], &doc.Changelog[i])
+		}
+	}
+	if err := joinCapped(p.errs); err != nil {
+		return nil, err
 	}
 	return doc, nil
 }
 
-// trailing refuses anything but white space after the document.
-func (d *decoder) trailing() error {
-	d.ws()
-	if !d.eof() {
-		line, col := lineCol(d.data, d.pos)
-		return &syntaxError{fmt.Sprintf("trailing data after the document at line %d, column %d: only one JSON object is allowed", line, col)}
+// The document as read: each field's presence, JSON kind and (for strings and numbers) text,
+// and the fields this version does not know gathered in Unknown.
+type (
+	wireDoc struct {
+		SchemaVersion field            `json:"schema_version"`
+		SyncToken     field            `json:"sync_token"`
+		CreatedAt     field            `json:"created_at"`
+		NoticeDays    field            `json:"notice_days"`
+		Prefixes      list[wirePrefix] `json:"prefixes"`
+		Changelog     list[wireChange] `json:"changelog"`
+		Unknown       jsontext.Value   `json:",embed"`
 	}
+	wirePrefix struct {
+		CIDR      field          `json:"cidr"`
+		Class     field          `json:"class"`
+		Direction field          `json:"direction"`
+		Service   field          `json:"service"`
+		Facility  field          `json:"facility"`
+		Status    field          `json:"status"` // derived when served: accepted and ignored
+		Published field          `json:"published"`
+		Enabled   field          `json:"enabled"`
+		Retired   field          `json:"retired"`
+		Unknown   jsontext.Value `json:",embed"`
+	}
+	wireChange struct {
+		SyncToken field          `json:"sync_token"`
+		At        field          `json:"at"`
+		Action    field          `json:"action"`
+		CIDR      field          `json:"cidr"`
+		Direction field          `json:"direction"`
+		Note      field          `json:"note"`
+		Unknown   jsontext.Value `json:",embed"`
+	}
+)
+
+// field is one member's value as read: whether it was there, its kind, and the text of a string
+// (unquoted) or a number; other values are skipped, their kind kept for the message.
+type field struct {
+	set  bool
+	kind jsontext.Kind
+	s    string
+}
+
+func (f *field) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	f.set, f.kind = true, dec.PeekKind()
+	if f.kind != '"' && f.kind != '0' {
+		return dec.SkipValue()
+	}
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return err
+	}
+	f.s = tok.String()
 	return nil
 }
 
-// entries reads the array of prefixes or changelog entries; element reads one object and
-// reports its problems, which entries prefixes with `key[i] (cidr)`.
-func (d *decoder) entries(key string, element func() error) error {
-	if null, err := d.isNull(); null || err != nil {
-		if null {
-			d.problem("%s: null; an array (possibly empty) is required", key)
-		}
-		return err
+// list is an array member: its entries when it is an array, else only what field records.
+type list[T any] struct {
+	field
+	items []T
+}
+
+func (l *list[T]) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	l.set, l.kind = true, dec.PeekKind()
+	if l.kind != '[' {
+		return dec.SkipValue()
 	}
-	if d.eof() || d.data[d.pos] != '[' {
-		d.problem("%s: must be an array of objects, not %s", key, d.kind())
-		return d.skip()
+	return json.UnmarshalDecode(dec, &l.items)
+}
+
+var topFields = []string{"schema_version", "sync_token", "created_at", "notice_days", "prefixes", "changelog"}
+
+// problems collects what is wrong with the values, each named by its entry and field.
+type problems struct{ errs []error }
+
+func (p *problems) add(where string, err error) {
+	if where != "" {
+		err = fmt.Errorf("%s: %w", where, err)
 	}
-	return d.array(func(i int) error {
-		if d.eof() || d.data[d.pos] != '{' {
-			d.problem("%s[%d]: must be an object, not %s", key, i, d.kind())
-			return d.skip()
+	p.errs = append(p.errs, err)
+}
+
+// entry names the prefix or changelog entry a field belongs to; nil for the top level. The name
+// is made only when a problem needs it.
+type entry struct {
+	list string
+	i    int
+	cidr field
+}
+
+func (e *entry) String() string {
+	if s, ok, err := strOf(e.cidr); ok && err == nil {
+		return fmt.Sprintf("%s[%d] (%s)", e.list, e.i, s)
+	}
+	return fmt.Sprintf("%s[%d]", e.list, e.i)
+}
+
+func at(e *entry, name string) string {
+	if e == nil {
+		return name
+	}
+	return e.String() + ": " + name
+}
+
+// str reads a required string field.
+func (p *problems) str(entry *entry, name string, v field) string {
+	s, ok, err := strOf(v)
+	switch {
+	case err != nil:
+		p.add(at(entry, name), err)
+	case !ok:
+		p.add(at(entry, name), errors.New("missing"))
+	}
+	return s
+}
+
+// optStr reads a string field that may be absent.
+func (p *problems) optStr(entry *entry, name string, v field) string {
+	s, _, err := strOf(v)
+	if err != nil {
+		p.add(at(entry, name), err)
+	}
+	return s
+}
+
+// time reads a required RFC 3339 time field.
+func (p *problems) time(entry *entry, name string, v field) time.Time {
+	s, ok, err := strOf(v)
+	switch {
+	case err != nil:
+		p.add(at(entry, name), err)
+	case !ok:
+		p.add(at(entry, name), errors.New("missing"))
+	default:
+		t, err := parseTime(s)
+		if err != nil {
+			p.add(at(entry, name), err)
 		}
-		mark := len(d.errs)
-		d.entryCIDR = ""
-		if err := element(); err != nil {
-			return err
-		}
-		if len(d.errs) > mark {
-			name := fmt.Sprintf("%s[%d]", key, i)
-			if d.entryCIDR != "" {
-				name += " (" + d.entryCIDR + ")"
-			}
-			for j := mark; j < len(d.errs); j++ {
-				d.errs[j] = fmt.Errorf("%s: %w", name, d.errs[j])
-			}
-		}
+		return t
+	}
+	return time.Time{}
+}
+
+// array checks a required array member; it reports whether its entries were read.
+func (p *problems) array(name string, f field) bool {
+	switch {
+	case !f.set:
+		p.add(name, errors.New("missing (an array, possibly empty, is required)"))
+	case f.kind == 'n':
+		p.add(name, errors.New("null; an array (possibly empty) is required"))
+	case f.kind != '[':
+		p.add(name, fmt.Errorf("must be an array of objects, not %s", kindName(f.kind)))
+	default:
+		return true
+	}
+	return false
+}
+
+func (p *problems) unknown(e *entry, v jsontext.Value) {
+	for _, name := range unknownNames(v) {
+		p.add(e.String(), fmt.Errorf("unknown field %q (only the fields of schema_version %d are allowed)", name, SchemaVersion))
+	}
+}
+
+func (p *problems) prefix(i int, w *wirePrefix, out *Prefix) {
+	e := &entry{"prefixes", i, w.CIDR}
+	p.unknown(e, w.Unknown)
+	if s, ok, err := strOf(w.CIDR); err != nil {
+		p.add(at(e, "cidr"), err)
+	} else if !ok {
+		p.add(at(e, "cidr"), errors.New("missing"))
+	} else if out.CIDR, err = parseCIDR(s); err != nil { // "" too (found by FuzzParse)
+		p.add(at(e, "cidr"), err)
+	}
+	out.Class = p.str(e, "class", w.Class)
+	out.Direction = Direction(p.str(e, "direction", w.Direction))
+	out.Service = p.str(e, "service", w.Service)
+	out.Facility = p.str(e, "facility", w.Facility)
+	out.Published = p.time(e, "published", w.Published)
+	out.Enabled = p.time(e, "enabled", w.Enabled)
+	if w.Retired.set && w.Retired.kind != 'n' {
+		r := p.time(e, "retired", w.Retired)
+		out.Retired = &r
+	}
+}
+
+func (p *problems) change(i int, w *wireChange, out *Change) {
+	e := &entry{"changelog", i, w.CIDR}
+	p.unknown(e, w.Unknown)
+	out.SyncToken = p.str(e, "sync_token", w.SyncToken)
+	out.At = p.time(e, "at", w.At)
+	out.Action = p.str(e, "action", w.Action)
+	out.CIDR = p.str(e, "cidr", w.CIDR)
+	out.Direction = Direction(p.optStr(e, "direction", w.Direction))
+	out.Note = p.optStr(e, "note", w.Note)
+}
+
+// strOf reads a JSON string; ok is false when the field is absent.
+func strOf(f field) (s string, ok bool, err error) {
+	switch {
+	case !f.set:
+		return "", false, nil
+	case f.kind != '"':
+		return "", true, fmt.Errorf("expected a string, got %s", kindName(f.kind))
+	}
+	return f.s, true, nil
+}
+
+// intOf reads a JSON integer; ok is false when the field is absent.
+func intOf(f field) (n int, ok bool, err error) {
+	switch {
+	case !f.set:
+		return 0, false, nil
+	case f.kind != '0':
+		return 0, true, fmt.Errorf("expected an integer, got %s", kindName(f.kind))
+	}
+	n, err = strconv.Atoi(f.s)
+	if err != nil {
+		return 0, true, fmt.Errorf("expected an integer, got %s", f.s)
+	}
+	return n, true, nil
+}
+
+// unknownNames lists the member names of the object of unknown fields, in order.
+func unknownNames(v jsontext.Value) []string {
+	if len(v) == 0 {
 		return nil
-	})
+	}
+	var m []string
+	dec := jsontext.NewDecoder(bytes.NewReader(v))
+	if _, err := dec.ReadToken(); err != nil { // {
+		return nil
+	}
+	for dec.PeekKind() == '"' {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			break
+		}
+		m = append(m, tok.String())
+		if err := dec.SkipValue(); err != nil {
+			break
+		}
+	}
+	return m
 }
 
-func (d *decoder) prefix(p *Prefix) error {
-	fs := fieldSet{names: prefixFields}
-	err := d.object(func(key string) error {
-		i := fs.index(key)
-		if i < 0 {
-			d.problem("unknown field %q (only the fields of schema_version %d are allowed)", key, SchemaVersion)
-			return d.skip()
-		}
-		d.see(&fs, i)
-		var err error
-		var s string
-		var ok bool
-		switch key {
-		case "cidr":
-			if s, ok, err = d.stringValue(key, false); ok {
-				d.entryCIDR = s
-				var perr error
-				if p.CIDR, perr = parseCIDR(s); perr != nil {
-					d.problem("cidr: %v", perr)
-				}
-			}
-		case "class":
-			p.Class, _, err = d.internedValue(key)
-		case "direction":
-			s, _, err = d.internedValue(key)
-			p.Direction = Direction(s)
-		case "service":
-			p.Service, _, err = d.internedValue(key)
-		case "facility":
-			p.Facility, _, err = d.internedValue(key)
-		case "status":
-			err = d.skip() // derived when served; accepted and ignored
-		case "published":
-			p.Published, _, err = d.timeValue(key, false)
-		case "enabled":
-			p.Enabled, _, err = d.timeValue(key, false)
-		case "retired":
-			var t time.Time
-			if t, ok, err = d.timeValue(key, true); ok {
-				p.Retired = &t
-			}
-		}
-		return err
-	})
-	if err != nil {
-		return err
+func kindName(k jsontext.Kind) string {
+	switch k {
+	case '"':
+		return "a JSON string"
+	case '0':
+		return "a JSON number"
+	case '{':
+		return "a JSON object"
+	case '[':
+		return "a JSON array"
+	case 't', 'f':
+		return "a JSON boolean"
+	case 'n':
+		return "JSON null"
 	}
-	d.missing(&fs, "cidr", "class", "direction", "service", "facility", "published", "enabled")
-	return nil
+	return "an invalid JSON value"
 }
 
-func (d *decoder) change(c *Change) error {
-	fs := fieldSet{names: changeFields}
-	err := d.object(func(key string) error {
-		i := fs.index(key)
-		if i < 0 {
-			d.problem("unknown field %q (only the fields of schema_version %d are allowed)", key, SchemaVersion)
-			return d.skip()
+// readErr explains why the document could not be read: broken JSON (by line and column,
+// truncation and trailing data by name) first; then a document that is not an object, or an
+// entry of prefixes or changelog that is not one.
+func readErr(data []byte, err error) error {
+	var se *jsontext.SyntacticError
+	if !errors.As(err, &se) && !jsontext.Value(data).IsValid() {
+		// A semantic error can come before the JSON is seen whole: the syntax is reported first.
+		_, err = jsontext.NewDecoder(bytes.NewReader(data)).ReadValue()
+		if err == nil {
+			err = errors.New("data after the document")
 		}
-		d.see(&fs, i)
-		var err error
-		switch key {
-		case "sync_token":
-			c.SyncToken, _, err = d.stringValue(key, false)
-		case "at":
-			c.At, _, err = d.timeValue(key, false)
-		case "action":
-			c.Action, _, err = d.internedValue(key)
-		case "cidr":
-			var ok bool
-			if c.CIDR, ok, err = d.stringValue(key, false); ok {
-				d.entryCIDR = c.CIDR
-			}
-		case "direction":
-			var s string
-			s, _, err = d.stringValue(key, true)
-			c.Direction = Direction(s)
-		case "note":
-			c.Note, _, err = d.stringValue(key, true)
-		}
-		return err
-	})
-	if err != nil {
-		return err
 	}
-	d.missing(&fs, "sync_token", "at", "action", "cidr")
-	return nil
+	if errors.As(err, &se) {
+		off := int(se.ByteOffset)
+		if !errors.Is(se.Err, io.ErrUnexpectedEOF) && jsontext.Value(bytes.TrimRight(data[:off], " \t\r\n")).IsValid() {
+			line, col := lineCol(data, off)
+			return fmt.Errorf("trailing data after the document at line %d, column %d: only one JSON object is allowed", line, col)
+		}
+		return syntaxErr(data, se)
+	}
+	var sem *json.SemanticError
+	if errors.As(err, &sem) {
+		ptr := string(sem.JSONPointer)
+		if ptr == "" {
+			return fmt.Errorf("the document must be a JSON object, not %s", kindName(sem.JSONKind))
+		}
+		list, i, _ := strings.Cut(strings.TrimPrefix(ptr, "/"), "/")
+		if _, err := strconv.Atoi(i); err == nil && !strings.Contains(i, "/") {
+			return fmt.Errorf("%s[%s]: must be an object, not %s", list, i, kindName(sem.JSONKind))
+		}
+		return fmt.Errorf("%s: %v", pointerPath(ptr), sem.Err)
+	}
+	return fmt.Errorf("read the document: %w", err)
+}
+
+// syntaxErr says where the JSON is broken, by line and column; a file that ends too early is
+// reported as truncated.
+func syntaxErr(data []byte, se *jsontext.SyntacticError) error {
+	if errors.Is(se.Err, io.ErrUnexpectedEOF) {
+		line, _ := lineCol(data, len(data))
+		return fmt.Errorf("truncated JSON: the document ends at byte %d (line %d) before it is complete", len(data), line)
+	}
+	line, col := lineCol(data, int(se.ByteOffset))
+	msg := se.Err.Error()
+	if se.JSONPointer != "" {
+		msg += " (at " + pointerPath(string(se.JSONPointer)) + ")"
+	}
+	return fmt.Errorf("invalid JSON at line %d, column %d: %s", line, col, msg)
+}
+
+// pointerPath writes a JSON pointer as the document's paths are written: /prefixes/3/cidr is
+// prefixes[3].cidr.
+func pointerPath(ptr string) string {
+	var b strings.Builder
+	for _, tok := range strings.Split(strings.TrimPrefix(ptr, "/"), "/") {
+		tok = strings.NewReplacer("~1", "/", "~0", "~").Replace(tok)
+		if _, err := strconv.Atoi(tok); err == nil && b.Len() > 0 {
+			b.WriteString("[" + tok + "]")
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(tok)
+	}
+	return b.String()
+}
+
+// lineCol returns the 1-based line and column (in bytes) of offset off in data.
+func lineCol(data []byte, off int) (int, int) {
+	off = min(max(off, 0), len(data))
+	line := 1 + bytes.Count(data[:off], []byte{'\n'})
+	return line, off - bytes.LastIndexByte(data[:off], '\n')
 }
 
 // parseTime reads an RFC 3339 time and returns it in UTC.

@@ -3,6 +3,9 @@ package ipranges
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 func TestParseErrors(t *testing.T) {
@@ -111,4 +114,67 @@ func TestParseTimeOffsets(t *testing.T) {
 	if got := d.Prefixes[3].Published; got.Location().String() != "UTC" || got.Format("15:04:05.0") != "00:00:00.5" {
 		t.Fatalf("published = %v", got)
 	}
+}
+
+// FuzzParse: whatever the bytes, Parse returns a document or an error, never panics; a document
+// it accepts writes out (Marshal) to bytes that read back to the same document, byte for byte.
+// The checked-in corpus (testdata/fuzz/FuzzParse) is replayed by every go test.
+func FuzzParse(f *testing.F) {
+	valid, _ := Marshal(stDoc(f))
+	served, _ := Render(stDoc(f), stT0, Filter{})
+	f.Add(valid)
+	f.Add(served)
+	f.Add([]byte(`{"schema_version":1,"sync_token":"1","created_at":"2026-01-02T00:00:00Z","notice_days":14,"prefixes":[],"changelog":[]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, err := Parse(data)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("an error without a message")
+			}
+			return
+		}
+		out, err := Marshal(d)
+		if err != nil {
+			t.Fatalf("Marshal of a parsed document: %v", err)
+		}
+		back, err := Parse(out)
+		if err != nil {
+			t.Fatalf("the written form does not read back: %v\n%s", err, out)
+		}
+		if again, _ := Marshal(back); string(again) != string(out) {
+			t.Fatalf("round trip changed the bytes:\n%s\n%s", out, again)
+		}
+	})
+}
+
+// FuzzRender: any strings in a document write out as valid JSON, which reads back to the same
+// strings when they are valid UTF-8.
+func FuzzRender(f *testing.F) {
+	f.Add("us-east-1", "proxy", "note", "ingress")
+	f.Add("\x00\u2028\xff", "\"\\", "<&>", "\x7f")
+	f.Fuzz(func(t *testing.T, facility, service, note, dir string) {
+		d := stDoc(t)
+		d.Prefixes[0].Facility, d.Prefixes[1].Service, d.Changelog[0].Note = facility, service, note
+		d.Prefixes[2].Direction, d.Changelog[1].Direction = Direction(dir), Direction(dir)
+		out, err := Render(d, stT0, Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !jsontext.Value(out).IsValid() {
+			t.Fatalf("invalid JSON:\n%s", out)
+		}
+		for _, s := range []string{facility, service, note, dir} {
+			if !utf8.ValidString(s) {
+				return
+			}
+		}
+		back, err := Parse(out)
+		if err != nil {
+			t.Fatalf("served form does not parse: %v", err)
+		}
+		if back.Prefixes[0].Facility != facility || back.Prefixes[1].Service != service || back.Changelog[0].Note != note ||
+			string(back.Prefixes[2].Direction) != dir {
+			t.Fatal("strings changed on the way")
+		}
+	})
 }
