@@ -96,9 +96,8 @@ func encode(d *Document, now time.Time, f Filter, withStatus bool) ([]byte, erro
 		valid = valid && utf8.ValidString(c.SyncToken) && utf8.ValidString(c.Action) && utf8.ValidString(c.CIDR) &&
 			utf8.ValidString(string(c.Direction)) && utf8.ValidString(c.Note)
 	}
-	var b bytes.Buffer
-	b.Grow(256 + 300*len(d.Prefixes) + 200*len(d.Changelog))
 	if !valid {
+		var b bytes.Buffer
 		// Invalid UTF-8 (only in a document built by hand, never in one Parse read): written
 		// with "\ufffd" escapes, as the contract always has been, which encoding/json does and
 		// go-json-experiment does not. Same layout, slower.
@@ -110,11 +109,19 @@ func encode(d *Document, now time.Time, f Filter, withStatus bool) ([]byte, erro
 		}
 		return b.Bytes(), nil
 	}
-	if err := json.MarshalWrite(&b, out, jsontext.WithIndent("  "), jsontext.EscapeForHTML(false), jsontext.EscapeForJS(true)); err != nil {
+	w := &appendWriter{b: make([]byte, 0, 1024+330*len(d.Prefixes)+220*len(d.Changelog))}
+	if err := json.MarshalWrite(w, out, jsontext.WithIndent("  "), jsontext.EscapeForHTML(false), jsontext.EscapeForJS(true)); err != nil {
 		return nil, err
 	}
-	b.WriteByte('\n')
-	return b.Bytes(), nil
+	return append(w.b, '\n'), nil
+}
+
+// appendWriter collects what the encoder writes in one slice, sized beforehand.
+type appendWriter struct{ b []byte }
+
+func (w *appendWriter) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
 }
 
 func utc(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
