@@ -44,8 +44,9 @@ func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request, x *exchang
 	rec.door = "gateway"
 	rec.target = rt.target
 	// Per client address: behind a trusted balancer, the client it names in X-Forwarded-For.
-	if addr, ok := x.st.gatewayClient(r); ok {
-		release, ok := s.admit(w, x, addr, limit.Request)
+	client, named := x.st.gatewayClient(r)
+	if named {
+		release, ok := s.admit(w, x, client, limit.Request)
 		if !ok {
 			return
 		}
@@ -59,7 +60,6 @@ func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request, x *exchang
 	gr := &x.gw
 	*gr = gwReq{route: rt, fleet: fleet, identity: clientIP, rec: rec, st: x.st}
 	if rt.ppVersion != 0 {
-		client, _ := x.st.gatewayClient(r)
 		gr.pp = proxyOutFor(rt.ppVersion, r, client)
 	}
 	if r.Body != nil && r.Body != http.NoBody {

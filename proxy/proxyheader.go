@@ -89,9 +89,6 @@ func (c *proxiedConn) Read(p []byte) (int, error) {
 
 func (c *proxiedConn) RemoteAddr() net.Addr { return c.remote }
 
-// NetConn is the connection under the header, for unwrapping.
-func (c *proxiedConn) NetConn() net.Conn { return c.Conn }
-
 // CloseWrite half-closes, as a tunnel's relay does when the client is done sending.
 func (c *proxiedConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
@@ -170,16 +167,11 @@ func proxyOutFor(version byte, r *http.Request, client string) proxyOut {
 		return proxyOut{}
 	}
 	a, err := netip.ParseAddr(client)
-	if err != nil {
-		a = addrPortOf(stringAddr(r.RemoteAddr)).Addr()
+	if err != nil { // behind a trusted balancer that named no client: the peer
+		a, _ = netip.ParseAddr(remoteIP(r))
 	}
 	return proxyOut{version: version, client: a.Unmap(), ingress: ingressOf(r.Context())}
 }
-
-type stringAddr string
-
-func (a stringAddr) Network() string { return "tcp" }
-func (a stringAddr) String() string  { return string(a) }
 
 // writeProxyHeader sends h on a new upstream connection, bounded by a deadline, and closes the
 // connection when it cannot.

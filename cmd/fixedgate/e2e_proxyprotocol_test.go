@@ -78,21 +78,7 @@ backend fg_plain
 		t.Fatal(err)
 	}
 	cmd.Stderr = cmd.Stdout
-	hp := startChild(t, "haproxy", cmd, out, nil)
-	for _, addr := range []string{h.tlsFront, h.plainFront} {
-		waitFor(t, 10*time.Second, "haproxy listening on "+addr, func() bool {
-			select {
-			case <-hp.exited:
-				t.Fatalf("haproxy exited: %v\n%s", hp.exitErr, hp.log())
-			default:
-			}
-			c, err := net.DialTimeout("tcp", addr, time.Second)
-			if err == nil {
-				c.Close()
-			}
-			return err == nil
-		})
-	}
+	startChild(t, "haproxy", cmd, out, nil).waitListening(t, h.tlsFront, h.plainFront)
 	return h
 }
 
@@ -346,22 +332,8 @@ http {
 		t.Fatal(err)
 	}
 	cmd.Stderr = cmd.Stdout
-	ng := startChild(t, "nginx", cmd, out, nil)
-	for _, port := range []int{n.gwPort, n.originPort} {
-		addr := net.JoinHostPort(ppOriginIP, strconv.Itoa(port))
-		waitFor(t, 10*time.Second, "nginx listening on "+addr, func() bool {
-			select {
-			case <-ng.exited:
-				t.Fatalf("nginx exited: %v\n%s", ng.exitErr, ng.log())
-			default:
-			}
-			c, err := net.DialTimeout("tcp", addr, time.Second)
-			if err == nil {
-				c.Close()
-			}
-			return err == nil
-		})
-	}
+	startChild(t, "nginx", cmd, out, nil).waitListening(t,
+		net.JoinHostPort(ppOriginIP, strconv.Itoa(n.gwPort)), net.JoinHostPort(ppOriginIP, strconv.Itoa(n.originPort)))
 	return n
 }
 

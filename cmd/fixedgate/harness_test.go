@@ -231,6 +231,26 @@ func startChild(t *testing.T, name string, cmd *exec.Cmd, r io.Reader, onLine fu
 	return c
 }
 
+// waitListening waits (bounded) until every addr accepts a connection: a daemon that binds its
+// ports after starting gives no other signal. It fails the test if the child exits first.
+func (c *child) waitListening(t *testing.T, addrs ...string) {
+	t.Helper()
+	for _, addr := range addrs {
+		waitFor(t, 10*time.Second, c.name+" listening on "+addr, func() bool {
+			select {
+			case <-c.exited:
+				t.Fatalf("%s exited: %v\n%s", c.name, c.exitErr, c.log())
+			default:
+			}
+			conn, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				conn.Close()
+			}
+			return err == nil
+		})
+	}
+}
+
 func (c *child) log() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()

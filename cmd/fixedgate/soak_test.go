@@ -587,9 +587,9 @@ func originSource(b []byte) string {
 
 // soakSample is the proxy's own figures at one moment, from its admin /metrics.
 type soakSample struct {
-	at                      time.Duration
-	rss, goroutines, fds    float64
-	tunnels, activeBackends float64
+	at                   time.Duration
+	rss, goroutines, fds float64
+	tunnels              float64
 }
 
 func (w *soakWorld) sample(now time.Time) (soakSample, error) {
