@@ -170,10 +170,11 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, x *exchang
 // forward.users name, or of its client address (an IPv6 client's /64) when it has none. Beyond a limit it answers
 // 429 with Retry-After and reports false. The returned function ends what it started.
 func (s *Server) admit(w http.ResponseWriter, x *exchange, addr string, k limit.Kind) (func(), bool) {
-	key, user := "a:"+limit.AddrKey(addr), "-"
+	var key, user string
 	if x.rec.users != nil {
-		user = x.rec.users.name
-		key = "u:" + user
+		user, key = x.rec.users.name, x.rec.users.limitKey
+	} else {
+		user, key = "-", "a:"+limit.AddrKey(addr)
 	}
 	release, ref := s.limiter.Acquire(key, x.st.clientLimits(user), k)
 	if ref != nil {
@@ -339,9 +340,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, x *exchang
 	if ap, err := netip.ParseAddrPort(upstream.RemoteAddr().String()); err == nil {
 		e.dialed = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
-	if ap, err := netip.ParseAddrPort(upstream.LocalAddr().String()); err == nil {
-		e.src = ap.Addr().Unmap()
-	}
+	e.src = addrPortOf(upstream.LocalAddr()).Addr().Unmap()
 	if r.ProtoMajor == 1 {
 		s.tunnelHTTP1(w, upstream, x, e)
 	} else {

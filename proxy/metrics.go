@@ -33,6 +33,7 @@ type metrics struct {
 // resolved once: per-customer usage for billing and support. Each is created on first use.
 type userSeries struct {
 	name     string
+	limitKey string // the user's key in the limiter, made once
 	requests [len(doors)]atomic.Pointer[prometheus.Counter]
 	up, down atomic.Pointer[prometheus.Counter]
 	tunnels  prometheus.Gauge
@@ -190,7 +191,7 @@ func (m *metrics) user(name string) *userSeries {
 	m.usersMu.Lock()
 	defer m.usersMu.Unlock()
 	if u = m.users[name]; u == nil {
-		u = &userSeries{name: name}
+		u = &userSeries{name: name, limitKey: "u:" + name}
 		if name != "-" { // tunnels without a user are not counted per user
 			u.tunnels = m.userTunnels.WithLabelValues(name)
 		}
